@@ -1,0 +1,88 @@
+"""The ``l0eval`` command line: ``l0eval run --family toy`` and friends."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from l0eval.errors import L0EvalError
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from l0eval.report import summary
+    from l0eval.results import write_json
+    from l0eval.spec import resolve_family
+    from l0eval.toy.run import run_family
+
+    spec = resolve_family(args.family)
+    if args.paper_recipe:
+        spec = spec.with_training(samples=15_000_000, lr=3e-4, seeds=tuple(range(5)))
+    if args.samples is not None:
+        spec = spec.with_training(samples=args.samples)
+    if args.seeds is not None or args.seed is not None:
+        count = args.seeds if args.seeds is not None else len(spec.training.seeds)
+        base = args.seed if args.seed is not None else spec.training.seeds[0]
+        spec = spec.with_training(seeds=tuple(range(base, base + count)),
+                                  data_seed=base if args.seed is not None else spec.training.data_seed)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise L0EvalError(f"--device {args.device} asked for, but torch sees no CUDA device")
+    started = time.monotonic()
+    results = run_family(spec, device=args.device, progress=not args.quiet)
+    results["run"]["wall_seconds"] = time.monotonic() - started
+    path = write_json(Path(args.out) / f"{spec.name}.json", results)
+    print(summary(results))
+    print(f"\nresults written to {path} ({results['run']['wall_seconds']:.0f}s)")
+    return 0
+
+
+def _families(args: argparse.Namespace) -> int:
+    from l0eval.spec import builtin_family_names, resolve_family
+
+    for name in builtin_family_names():
+        spec = resolve_family(name)
+        ks = spec.sae.k_values
+        print(f"{name:12s} {spec.kind:11s} L0 {min(ks):g}..{max(ks):g} ({len(ks)} values) "
+              f"x {len(spec.training.seeds)} seeds  true L0 {spec.toy.true_l0:.4g}  {spec.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l0eval", description="Which L0 is right for this sparse autoencoder?")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train/evaluate a family, apply every L0 selector, write results JSON")
+    run.add_argument("--family", required=True, help="built-in family name (see `l0eval families`) or a YAML path")
+    run.add_argument("--out", default="results", help="directory for <family>.json (default: results)")
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    run.add_argument("--seed", type=int, help="first training seed replicate (also the training-data seed)")
+    run.add_argument("--seeds", type=int, help="number of seed replicates per L0")
+    run.add_argument("--samples", type=int, help="training samples per SAE (overrides the family spec)")
+    run.add_argument("--paper-recipe", action="store_true",
+                     help="the paper's full recipe: 15M samples per SAE at lr 3e-4, 5 seed replicates")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=_run)
+
+    families = sub.add_parser("families", help="list the built-in families")
+    families.set_defaults(handler=_families)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except L0EvalError as exc:
+        print(f"l0eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("l0eval: interrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

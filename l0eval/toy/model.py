@@ -1,0 +1,95 @@
+"""A toy spec made concrete: feature directions, data samplers, batch streams and the ground-truth SAE."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import torch
+from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+
+from l0eval.spec import ToySpec
+from l0eval.toy.data import StarCorrelation, ToyDataSampler, correlation_matrix, orthogonal_embedding
+
+
+class ToyModel:
+    """The synthetic model x = E f of a ``ToySpec`` (E is deterministic given ``embedding_seed``)."""
+
+    def __init__(self, spec: ToySpec):
+        self.spec = spec
+
+    @cached_property
+    def embedding(self) -> torch.Tensor:
+        """E, [d_model, n_features], unit columns."""
+        return orthogonal_embedding(self.spec.n_features, self.spec.d_model, self.spec.embedding_seed,
+                                    self.spec.embedding_steps)
+
+    @cached_property
+    def correlation(self) -> torch.Tensor | None:
+        return correlation_matrix(self.spec.n_features, self.spec.correlation)
+
+    def sampler(self, rho: float | None = None) -> ToyDataSampler:
+        """A sampler for this toy, or for the same toy with the star correlation set to ``rho``."""
+        correlation = self.correlation
+        if rho is not None:
+            if not isinstance(self.spec.correlation, StarCorrelation):
+                raise ValueError("rho can only be changed on a toy with a star correlation")
+            star = dataclasses.replace(self.spec.correlation, rho=rho)
+            correlation = correlation_matrix(self.spec.n_features, star)
+        return ToyDataSampler(self.embedding, torch.tensor(self.spec.probabilities, dtype=torch.float32),
+                              correlation, self.spec.magnitude_mean, self.spec.magnitude_std)
+
+
+class ToyBatchSource:
+    """Training batches from one or several samplers, driven by a single seeded generator.
+
+    With one sampler every member sees the same [B, d] batch. With several (the small toy's rho sweep)
+    the batch is [M, B, d]: member m gets the batch of sampler ``sampler_of_member[m]``.
+    """
+
+    def __init__(self, samplers: list[ToyDataSampler], sampler_of_member: list[int], seed: int):
+        self.samplers = samplers
+        self.sampler_of_member = torch.tensor(sampler_of_member)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        batches = [sampler.sample(batch_size, self.generator)[0] for sampler in self.samplers]
+        if len(batches) == 1:
+            return batches[0]
+        return torch.stack(batches).index_select(0, self.sampler_of_member)
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.cpu())
+
+
+def ground_truth_weights(embedding: torch.Tensor, d_sae: int) -> dict[str, torch.Tensor]:
+    """W_enc = E, W_dec = E^T, zero biases (extra latents beyond the true features start at zero)."""
+    d_model, n_features = embedding.shape
+    w_enc = torch.zeros(d_model, d_sae)
+    w_enc[:, :n_features] = embedding
+    return {"W_enc": w_enc, "b_enc": torch.zeros(d_sae), "W_dec": w_enc.T.clone().contiguous(),
+            "b_dec": torch.zeros(d_model)}
+
+
+def batchtopk_sae(weights: dict[str, torch.Tensor], k: float, normalize_decoder: bool = False,
+                  metadata: dict | None = None) -> BatchTopKTrainingSAE:
+    """A sae-lens BatchTopK SAE holding ``weights``: ``encode`` applies BatchTopK(k) over the batch it gets."""
+    d_in, d_sae = weights["W_enc"].shape
+    cfg = BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=float(k),
+                                     rescale_acts_by_decoder_norm=normalize_decoder)
+    for key, value in (metadata or {}).items():
+        setattr(cfg.metadata, key, value)
+    sae = BatchTopKTrainingSAE(cfg)
+    state = {name: tensor.float() for name, tensor in weights.items() if name != "topk_threshold"}
+    state["topk_threshold"] = weights.get("topk_threshold", torch.tensor(0.0)).double()
+    sae.load_state_dict(state)
+    sae.eval()
+    return sae
+
+
+def ground_truth_sae(model: ToyModel, k: float) -> BatchTopKTrainingSAE:
+    """The paper's ground-truth SAE at any k (BatchTopK, encoder E, decoder E^T)."""
+    return batchtopk_sae(ground_truth_weights(model.embedding, model.spec.n_features), k)

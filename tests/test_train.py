@@ -1,0 +1,148 @@
+"""The batched family trainer: parity with sae-lens, equivalence to one-by-one training, resume, export."""
+
+import pytest
+import torch
+from sae_lens.config import LoggingConfig, SAETrainerConfig
+from sae_lens.saes.batchtopk_sae import BatchTopK
+from sae_lens.training.sae_trainer import SAETrainer
+
+from l0eval import store
+from l0eval.toy.model import batchtopk_sae
+from l0eval.train.batched import FamilyTrainer, TrainerConfig, batch_topk, member_seed, sae_lens_init
+
+D_IN, D_SAE, BATCH, STEPS = 20, 32, 64, 40
+
+
+class ListSource:
+    """A replayable list of batches with the BatchSource interface (state = position)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.position = 0
+
+    def next_batch(self, batch_size):
+        batch = self.batches[self.position]
+        self.position += 1
+        return batch
+
+    def get_state(self):
+        return torch.tensor(self.position)
+
+    def set_state(self, state):
+        self.position = int(state)
+
+
+def make_batches(steps=STEPS, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    scale = torch.linspace(0.1, 2.0, D_IN)
+    return [torch.randn(BATCH, D_IN, generator=generator) * scale for _ in range(steps)]
+
+
+def config(**changes):
+    return TrainerConfig(**{"d_in": D_IN, "d_sae": D_SAE, "samples": BATCH * STEPS, "batch_size": BATCH,
+                            "dead_feature_window": 3, **changes})
+
+
+@pytest.mark.parametrize("normalize_decoder", [False, True])
+def test_matches_sae_lens_batchtopk_trainer_step_by_step(normalize_decoder):
+    batches = make_batches()
+    k_values = [0.5, 3.0]  # few activations per batch over 32 latents: some go dead within 3 steps
+    inits = [sae_lens_init(D_IN, D_SAE, member_seed(0, k)) for k in k_values]
+    trainer = FamilyTrainer(config(normalize_decoder=normalize_decoder), inits, k_values, ListSource(batches))
+    dead_seen = []
+    trainer.fit(progress=False, record_losses=True,
+                on_step=lambda step: dead_seen.append(bool((trainer.steps_since_fired > 3).any())))
+    assert any(dead_seen), "the aux loss for dead latents was never exercised"
+    ours = torch.tensor(trainer.loss_history)
+    for index, k in enumerate(k_values):
+        reference = batchtopk_sae(inits[index], k, normalize_decoder)
+        reference.train()
+        reference_trainer = SAETrainer(
+            cfg=SAETrainerConfig(total_training_samples=BATCH * STEPS, train_batch_size_samples=BATCH, lr=3e-4,
+                                 lr_end=3e-4, dead_feature_window=3, logger=LoggingConfig(log_to_wandb=False)),
+            sae=reference, data_provider=iter(batches))
+        losses = []
+        for batch in batches:
+            losses.append(reference_trainer.step(batch).loss.item())
+            reference_trainer.n_training_steps += 1
+        assert torch.allclose(torch.tensor(losses), ours[:, index], rtol=1e-5, atol=1e-5)
+        assert torch.allclose(reference.W_dec, trainer.model.W_dec[index], atol=1e-5)
+        assert torch.allclose(reference.W_enc, trainer.model.W_enc[index], atol=1e-5)
+        assert reference.topk_threshold.item() == pytest.approx(trainer.model.topk_threshold[index].item(), rel=1e-5)
+
+
+def test_family_trained_together_equals_members_trained_alone():
+    batches = make_batches()
+    k_values = [1.0, 2.5, 4.0]
+    inits = [sae_lens_init(D_IN, D_SAE, member_seed(3, k)) for k in k_values]
+    together = FamilyTrainer(config(), inits, k_values, ListSource(batches)).fit(progress=False)
+    for index, k in enumerate(k_values):
+        alone = FamilyTrainer(config(), [inits[index]], [k], ListSource(batches)).fit(progress=False)
+        assert torch.allclose(alone.W_dec[0], together.W_dec[index], atol=1e-5)
+        assert torch.allclose(alone.b_dec[0], together.b_dec[index], atol=1e-5)
+
+
+def test_killed_training_resumes_to_identical_weights(tmp_path):
+    batches = make_batches()
+    k_values = [1.5, 3.0]
+    inits = [sae_lens_init(D_IN, D_SAE, member_seed(1, k)) for k in k_values]
+    uninterrupted = FamilyTrainer(config(), inits, k_values, ListSource(batches)).fit(progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_17(step):
+        if step == 17:
+            raise Killed
+
+    first = FamilyTrainer(config(), inits, k_values, ListSource(batches), workdir=tmp_path, checkpoint_seconds=0)
+    with pytest.raises(Killed):
+        first.fit(progress=False, on_step=kill_at_step_17)
+    resumed = FamilyTrainer(config(), inits, k_values, ListSource(batches), workdir=tmp_path)
+    assert resumed.step == 0
+    model = resumed.fit(progress=False)
+    assert resumed.step == STEPS
+    for name in ("W_enc", "W_dec", "b_enc", "b_dec", "topk_threshold"):
+        assert torch.allclose(getattr(model, name), getattr(uninterrupted, name), atol=1e-6), name
+
+
+def test_checkpoint_from_another_spec_is_refused(tmp_path):
+    batches = make_batches()
+    inits = [sae_lens_init(D_IN, D_SAE, 0)]
+    FamilyTrainer(config(), inits, [2.0], ListSource(batches), workdir=tmp_path, fingerprint="a").fit(progress=False)
+    with pytest.raises(Exception, match="another family spec"):
+        FamilyTrainer(config(), inits, [2.0], ListSource(batches), workdir=tmp_path, fingerprint="b").fit(
+            progress=False)
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    (tmp_path / FamilyTrainer.CHECKPOINT).write_bytes(b"not a checkpoint")
+    trainer = FamilyTrainer(config(), [sae_lens_init(D_IN, D_SAE, 0)], [2.0], ListSource(make_batches()),
+                            workdir=tmp_path)
+    with pytest.raises(Exception, match="cannot read training checkpoint"):
+        trainer.fit(progress=False)
+    assert (tmp_path / FamilyTrainer.CHECKPOINT).read_bytes() == b"not a checkpoint"
+
+
+@pytest.mark.parametrize("k", [0.5, 1.8, 3.0])
+def test_batch_topk_matches_sae_lens(k):
+    acts = torch.randn(2, 50, 16, generator=torch.Generator().manual_seed(0)).relu()
+    ours = batch_topk(acts, torch.tensor([k, k], dtype=torch.float64))
+    for member in range(2):
+        assert torch.equal(ours[member], BatchTopK(k)(acts[member]))
+        assert (ours[member] != 0).sum() == int(k * 50)
+
+
+def test_trained_member_round_trips_through_sae_lens_format(tmp_path):
+    batches = make_batches()
+    model = FamilyTrainer(config(), [sae_lens_init(D_IN, D_SAE, 0)], [2.0], ListSource(batches)).fit(progress=False)
+    sae = batchtopk_sae(model.member_state_dict(0), 2.0, metadata={"l0eval_member": "k2_seed0"})
+    sae.save_model(str(tmp_path / "member"))
+    assert (tmp_path / "member" / "cfg.json").is_file()
+    assert (tmp_path / "member" / "sae_weights.safetensors").is_file()
+    loaded = store.load_member(tmp_path / "member")
+    x = batches[0]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), sae(x))
+    assert loaded.cfg.k == 2.0
+    assert loaded.cfg.metadata.l0eval_member == "k2_seed0"
