@@ -8,17 +8,38 @@ import time
 from pathlib import Path
 
 from l0eval.errors import L0EvalError
+from l0eval.spec import FamilySpec
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
+    from l0eval.catalog import resolve
     from l0eval.report import summary
     from l0eval.results import write_json
-    from l0eval.spec import resolve_family
-    from l0eval.toy.run import run_family
 
-    spec = resolve_family(args.family)
+    family = resolve(args.family)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise L0EvalError(f"--device {args.device} asked for, but torch sees no CUDA device")
+    started = time.monotonic()
+    if isinstance(family, FamilySpec):
+        from l0eval.toy.run import run_family
+
+        results = run_family(_with_overrides(family, args), device=args.device, progress=not args.quiet)
+    else:
+        from l0eval.hub.run import run_sae_family
+
+        results = run_sae_family(family, device=args.device)
+    results["run"]["wall_seconds"] = time.monotonic() - started
+    path = write_json(Path(args.out) / f"{family.name}.json", results)
+    print(summary(results))
+    print(f"\nresults written to {path} ({results['run']['wall_seconds']:.0f}s)")
+    return 0
+
+
+def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:
+    """Apply --paper-recipe, --samples, --seed and --seeds to a toy family spec."""
     if args.paper_recipe:
         spec = spec.with_training(samples=15_000_000, lr=3e-4, seeds=tuple(range(5)))
     if args.samples is not None:
@@ -28,25 +49,18 @@ def _run(args: argparse.Namespace) -> int:
         base = args.seed if args.seed is not None else spec.training.seeds[0]
         spec = spec.with_training(seeds=tuple(range(base, base + count)),
                                   data_seed=base if args.seed is not None else spec.training.data_seed)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise L0EvalError(f"--device {args.device} asked for, but torch sees no CUDA device")
-    started = time.monotonic()
-    results = run_family(spec, device=args.device, progress=not args.quiet)
-    results["run"]["wall_seconds"] = time.monotonic() - started
-    path = write_json(Path(args.out) / f"{spec.name}.json", results)
-    print(summary(results))
-    print(f"\nresults written to {path} ({results['run']['wall_seconds']:.0f}s)")
-    return 0
+    return spec
 
 
 def _families(args: argparse.Namespace) -> int:
-    from l0eval.spec import builtin_family_names, resolve_family
+    from l0eval.catalog import family_table, member_table, resolve
 
-    for name in builtin_family_names():
-        spec = resolve_family(name)
-        ks = spec.sae.k_values
-        print(f"{name:12s} {spec.kind:11s} L0 {min(ks):g}..{max(ks):g} ({len(ks)} values) "
-              f"x {len(spec.training.seeds)} seeds  true L0 {spec.toy.true_l0:.4g}  {spec.description}")
+    if args.action == "show":
+        if not args.name:
+            raise L0EvalError("usage: l0eval families show NAME")
+        print(member_table(resolve(args.name)))
+    else:
+        print(family_table(include_generated=args.all))
     return 0
 
 
@@ -66,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
 
-    families = sub.add_parser("families", help="list the built-in families")
+    families = sub.add_parser("families", help="list known families (`families show NAME` lists members)")
+    families.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    families.add_argument("name", nargs="?", help="family name or YAML path, with `show`")
+    families.add_argument("--all", action="store_true",
+                          help="also list families generated from SAELens releases (every layer and width)")
     families.set_defaults(handler=_families)
     return parser
 

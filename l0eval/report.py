@@ -18,7 +18,8 @@ def _fmt(value, digits: int = 3) -> str:
 def l0_table(results: dict) -> str:
     """Per-L0 means over seed replicates, beside the ground-truth SAE's variance explained."""
     by_l0 = pd.DataFrame(results["by_l0"])
-    gt = {row["l0"]: row["variance_explained"] for row in results["reference"]["ground_truth_sae"]}
+    reference = results.get("reference", {}).get("ground_truth_sae", [])
+    gt = {row["l0"]: row["variance_explained"] for row in reference}
     snd_cols = [snd_column(n) for n in results["family"]["selectors"]["snd_n"]]
     table = pd.DataFrame({
         "L0": by_l0["l0"].map(lambda v: f"{v:g}"),
@@ -53,8 +54,11 @@ def summary(results: dict) -> str:
     family = results["family"]
     lines = [f"family {family['name']}: {family['description']}"]
     training = results["run"]["training"]
-    how = "reused cached SAEs" if training.get("reused_cache") else f"trained in {training['train_seconds']:.0f}s"
-    lines.append(f"{len(results['saes'])} SAEs, {training['samples_per_sae']:,} samples each, {how}")
+    if training.get("samples_per_sae") is None:
+        lines.append(f"{len(results['saes'])} SAEs loaded (not trained here)")
+    else:
+        how = "reused cached SAEs" if training.get("reused_cache") else f"trained in {training['train_seconds']:.0f}s"
+        lines.append(f"{len(results['saes'])} SAEs, {training['samples_per_sae']:,} samples each, {how}")
     if family["kind"] == "toy-mixing":
         lines += ["", "feature mixing (mean cos of latents j != 0 with feature 0) by rho and k:", mixing_table(results)]
         return "\n".join(lines)

@@ -18,7 +18,39 @@ from typing import Any
 import yaml
 
 from l0eval.errors import SpecError
-from l0eval.toy.data import Correlation, RandomCorrelation, StarCorrelation, linear_probabilities
+from l0eval.validation import check_keys, number, number_list
+
+
+@dataclass(frozen=True)
+class RandomCorrelation:
+    """The paper's ``generate_random_correlation_matrix`` settings (main toy: seed 42)."""
+
+    seed: int = 42
+    positive_ratio: float = 0.5
+    strength: tuple[float, float] = (0.3, 0.9)
+    sparsity: float = 0.3
+
+
+@dataclass(frozen=True)
+class StarCorrelation:
+    """The small toy's structure: feature ``feature`` has correlation ``rho`` with every other feature."""
+
+    rho: float
+    feature: int = 0
+
+
+Correlation = RandomCorrelation | StarCorrelation | None
+
+
+def linear_probabilities(n_features: int, high: float, low: float) -> tuple[float, ...]:
+    """p_i falls linearly from ``high`` (feature 0) to ``low`` (last feature).
+
+    The paper's p_i = 0.345 (49 - i) / 50 + 0.05 is ``high=0.3881, low=0.05`` for 50 features.
+    """
+    if n_features == 1:
+        return (high,)
+    step = (high - low) / (n_features - 1)
+    return tuple(low + step * (n_features - 1 - i) for i in range(n_features))
 
 
 @dataclass(frozen=True)
@@ -63,7 +95,7 @@ class TrainingSpec:
 class EvaluationSpec:
     samples: int = 100_000
     seed: int = 12345
-    n_values: tuple[int, ...] = ()  # empty: every n in 1..d_sae-1
+    n_values: tuple[int, ...] = ()  # empty: every n in 1..d_sae//2 (the paper: n < d_sae/2 is the useful range)
 
 
 # The paper's LLM setting, n = 12000 for width 32768: the default n for s_n^dec when a spec names none.
@@ -119,118 +151,78 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# ---------------------------------------------------------------------------------------------
-# Parsing helpers: every check names the key path ("training.samples") in its message.
-
-
-def _check_keys(mapping: Any, allowed: set[str], where: str, required: set[str] = frozenset()) -> dict:
-    if not isinstance(mapping, dict):
-        raise SpecError(f"{where or 'spec'} must be a mapping, got {type(mapping).__name__}")
-    for key in mapping:
-        if key not in allowed:
-            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: {', '.join(sorted(allowed))})"
-            raise SpecError(f"unknown key '{_join(where, key)}'{suggestion}")
-    for key in required:
-        if key not in mapping:
-            raise SpecError(f"missing required key '{_join(where, key)}'")
-    return mapping
-
-
-def _join(where: str, key: Any) -> str:
-    return f"{where}.{key}" if where else str(key)
-
-
-def _number(value: Any, where: str, *, integer: bool = False, low: float | None = None,
-            high: float | None = None, low_open: bool = False) -> Any:
-    ok_types = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_types):
-        raise SpecError(f"'{where}' must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise SpecError(f"'{where}' must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise SpecError(f"'{where}' must be <= {high}, got {value!r}")
-    return value
-
-
-def _number_list(value: Any, where: str, **bounds: Any) -> tuple:
-    if not isinstance(value, list) or not value:
-        raise SpecError(f"'{where}' must be a non-empty list, got {value!r}")
-    return tuple(_number(item, f"{where}[{i}]", **bounds) for i, item in enumerate(value))
-
-
 def _parse_probabilities(value: Any, n_features: int, where: str) -> tuple[float, ...]:
     if isinstance(value, list):
-        probabilities = _number_list(value, where, low=0.0, high=1.0)
+        probabilities = number_list(value, where, low=0.0, high=1.0)
         if len(probabilities) != n_features:
             raise SpecError(f"'{where}' has {len(probabilities)} entries but toy.n_features is {n_features}")
         return tuple(float(p) for p in probabilities)
-    _check_keys(value, {"linear", "constant"}, where)
+    check_keys(value, {"linear", "constant"}, where)
     if len(value) != 1:
         raise SpecError(f"'{where}' needs exactly one of 'linear', 'constant' or a list")
     if "constant" in value:
-        p = _number(value["constant"], f"{where}.constant", low=0.0, high=1.0)
+        p = number(value["constant"], f"{where}.constant", low=0.0, high=1.0)
         return (float(p),) * n_features
-    linear = _check_keys(value["linear"], {"high", "low"}, f"{where}.linear", required={"high", "low"})
-    high = _number(linear["high"], f"{where}.linear.high", low=0.0, high=1.0)
-    low = _number(linear["low"], f"{where}.linear.low", low=0.0, high=1.0)
+    linear = check_keys(value["linear"], {"high", "low"}, f"{where}.linear", required={"high", "low"})
+    high = number(linear["high"], f"{where}.linear.high", low=0.0, high=1.0)
+    low = number(linear["low"], f"{where}.linear.low", low=0.0, high=1.0)
     return linear_probabilities(n_features, float(high), float(low))
 
 
 def _parse_correlation(value: Any, n_features: int, where: str) -> Correlation:
     if value is None:
         return None
-    _check_keys(value, {"random", "star"}, where)
+    check_keys(value, {"random", "star"}, where)
     if len(value) != 1:
         raise SpecError(f"'{where}' needs exactly one of 'random', 'star' or null")
     if "star" in value:
-        star = _check_keys(value["star"], {"rho", "feature"}, f"{where}.star", required={"rho"})
-        rho = _number(star["rho"], f"{where}.star.rho", low=-1.0, high=1.0)
-        feature = _number(star.get("feature", 0), f"{where}.star.feature", integer=True, low=0, high=n_features - 1)
+        star = check_keys(value["star"], {"rho", "feature"}, f"{where}.star", required={"rho"})
+        rho = number(star["rho"], f"{where}.star.rho", low=-1.0, high=1.0)
+        feature = number(star.get("feature", 0), f"{where}.star.feature", integer=True, low=0, high=n_features - 1)
         return StarCorrelation(rho=float(rho), feature=feature)
-    rnd = _check_keys(value["random"], {"seed", "positive_ratio", "strength", "sparsity"}, f"{where}.random")
+    rnd = check_keys(value["random"], {"seed", "positive_ratio", "strength", "sparsity"}, f"{where}.random")
     defaults = RandomCorrelation()
     strength = rnd.get("strength", list(defaults.strength))
-    strength = _number_list(strength, f"{where}.random.strength", low=0.0, high=1.0)
+    strength = number_list(strength, f"{where}.random.strength", low=0.0, high=1.0)
     if len(strength) != 2 or strength[0] > strength[1]:
         raise SpecError(f"'{where}.random.strength' must be [low, high] with low <= high, got {list(strength)}")
     return RandomCorrelation(
-        seed=_number(rnd.get("seed", defaults.seed), f"{where}.random.seed", integer=True),
-        positive_ratio=float(_number(rnd.get("positive_ratio", defaults.positive_ratio),
+        seed=number(rnd.get("seed", defaults.seed), f"{where}.random.seed", integer=True),
+        positive_ratio=float(number(rnd.get("positive_ratio", defaults.positive_ratio),
                                      f"{where}.random.positive_ratio", low=0.0, high=1.0)),
         strength=(float(strength[0]), float(strength[1])),
-        sparsity=float(_number(rnd.get("sparsity", defaults.sparsity), f"{where}.random.sparsity", low=0.0, high=1.0)),
+        sparsity=float(number(rnd.get("sparsity", defaults.sparsity), f"{where}.random.sparsity", low=0.0, high=1.0)),
     )
 
 
 def _parse_toy(raw: Any) -> ToySpec:
-    toy = _check_keys(raw, {"n_features", "d_model", "probabilities", "correlation", "magnitude", "embedding"},
+    toy = check_keys(raw, {"n_features", "d_model", "probabilities", "correlation", "magnitude", "embedding"},
                       "toy", required={"n_features", "d_model", "probabilities"})
-    n_features = _number(toy["n_features"], "toy.n_features", integer=True, low=1)
-    d_model = _number(toy["d_model"], "toy.d_model", integer=True, low=1)
-    magnitude = _check_keys(toy.get("magnitude", {}), {"mean", "std"}, "toy.magnitude")
-    embedding = _check_keys(toy.get("embedding", {}), {"seed", "steps"}, "toy.embedding")
+    n_features = number(toy["n_features"], "toy.n_features", integer=True, low=1)
+    d_model = number(toy["d_model"], "toy.d_model", integer=True, low=1)
+    magnitude = check_keys(toy.get("magnitude", {}), {"mean", "std"}, "toy.magnitude")
+    embedding = check_keys(toy.get("embedding", {}), {"seed", "steps"}, "toy.embedding")
     return ToySpec(
         n_features=n_features,
         d_model=d_model,
         probabilities=_parse_probabilities(toy["probabilities"], n_features, "toy.probabilities"),
         correlation=_parse_correlation(toy.get("correlation"), n_features, "toy.correlation"),
-        magnitude_mean=float(_number(magnitude.get("mean", 1.0), "toy.magnitude.mean", low=0.0, low_open=True)),
-        magnitude_std=float(_number(magnitude.get("std", 0.15), "toy.magnitude.std", low=0.0)),
-        embedding_seed=_number(embedding.get("seed", 0), "toy.embedding.seed", integer=True),
-        embedding_steps=_number(embedding.get("steps", 1000), "toy.embedding.steps", integer=True, low=0),
+        magnitude_mean=float(number(magnitude.get("mean", 1.0), "toy.magnitude.mean", low=0.0, low_open=True)),
+        magnitude_std=float(number(magnitude.get("std", 0.15), "toy.magnitude.std", low=0.0)),
+        embedding_seed=number(embedding.get("seed", 0), "toy.embedding.seed", integer=True),
+        embedding_steps=number(embedding.get("steps", 1000), "toy.embedding.steps", integer=True, low=0),
     )
 
 
 def _parse_k_values(raw: Any, d_sae: int) -> tuple[float, ...]:
     if isinstance(raw, dict):
-        rng = _check_keys(raw, {"range"}, "sae.k", required={"range"})["range"]
-        bounds = _number_list(rng, "sae.k.range", integer=True, low=1)
+        rng = check_keys(raw, {"range"}, "sae.k", required={"range"})["range"]
+        bounds = number_list(rng, "sae.k.range", integer=True, low=1)
         if len(bounds) != 2 or bounds[0] > bounds[1]:
             raise SpecError(f"'sae.k.range' must be [first, last] with first <= last, got {rng}")
         values = tuple(float(k) for k in range(bounds[0], bounds[1] + 1))
     else:
-        values = tuple(float(k) for k in _number_list(raw, "sae.k", low=0.0, low_open=True))
+        values = tuple(float(k) for k in number_list(raw, "sae.k", low=0.0, low_open=True))
     for k in values:
         if k > d_sae:
             raise SpecError(f"'sae.k' value {k:g} is larger than sae.d_sae={d_sae}: a BatchTopK SAE cannot keep "
@@ -241,8 +233,8 @@ def _parse_k_values(raw: Any, d_sae: int) -> tuple[float, ...]:
 
 
 def _parse_sae(raw: Any, toy: ToySpec) -> SAESpec:
-    sae = _check_keys(raw, {"d_sae", "k", "init"}, "sae", required={"d_sae", "k"})
-    d_sae = _number(sae["d_sae"], "sae.d_sae", integer=True, low=1)
+    sae = check_keys(raw, {"d_sae", "k", "init"}, "sae", required={"d_sae", "k"})
+    d_sae = number(sae["d_sae"], "sae.d_sae", integer=True, low=1)
     init = sae.get("init", "random")
     if init not in ("random", "ground_truth"):
         raise SpecError(f"'sae.init' must be 'random' or 'ground_truth', got {init!r}")
@@ -252,18 +244,18 @@ def _parse_sae(raw: Any, toy: ToySpec) -> SAESpec:
 
 
 def _parse_training(raw: Any) -> TrainingSpec:
-    tr = _check_keys(raw, {f.name for f in dataclasses.fields(TrainingSpec)}, "training")
+    tr = check_keys(raw, {f.name for f in dataclasses.fields(TrainingSpec)}, "training")
     defaults = TrainingSpec()
     seeds = tr.get("seeds", list(defaults.seeds))
     spec = TrainingSpec(
-        samples=_number(tr.get("samples", defaults.samples), "training.samples", integer=True, low=1),
-        batch_size=_number(tr.get("batch_size", defaults.batch_size), "training.batch_size", integer=True, low=1),
-        lr=float(_number(tr.get("lr", defaults.lr), "training.lr", low=0.0, low_open=True)),
-        seeds=tuple(_number_list(seeds, "training.seeds", integer=True, low=0)),
-        data_seed=_number(tr.get("data_seed", defaults.data_seed), "training.data_seed", integer=True, low=0),
-        dead_feature_window=_number(tr.get("dead_feature_window", defaults.dead_feature_window),
+        samples=number(tr.get("samples", defaults.samples), "training.samples", integer=True, low=1),
+        batch_size=number(tr.get("batch_size", defaults.batch_size), "training.batch_size", integer=True, low=1),
+        lr=float(number(tr.get("lr", defaults.lr), "training.lr", low=0.0, low_open=True)),
+        seeds=tuple(number_list(seeds, "training.seeds", integer=True, low=0)),
+        data_seed=number(tr.get("data_seed", defaults.data_seed), "training.data_seed", integer=True, low=0),
+        dead_feature_window=number(tr.get("dead_feature_window", defaults.dead_feature_window),
                                     "training.dead_feature_window", integer=True, low=1),
-        aux_loss_coefficient=float(_number(tr.get("aux_loss_coefficient", defaults.aux_loss_coefficient),
+        aux_loss_coefficient=float(number(tr.get("aux_loss_coefficient", defaults.aux_loss_coefficient),
                                            "training.aux_loss_coefficient", low=0.0)),
         normalize_decoder=tr.get("normalize_decoder", defaults.normalize_decoder),
     )
@@ -277,37 +269,37 @@ def _parse_training(raw: Any) -> TrainingSpec:
 
 
 def _parse_evaluation(raw: Any, d_sae: int) -> EvaluationSpec:
-    ev = _check_keys(raw, {"samples", "seed", "n_values"}, "evaluation")
-    n_values = tuple(_number_list(ev["n_values"], "evaluation.n_values", integer=True, low=1, high=d_sae - 1)) \
+    ev = check_keys(raw, {"samples", "seed", "n_values"}, "evaluation")
+    n_values = tuple(number_list(ev["n_values"], "evaluation.n_values", integer=True, low=1, high=d_sae - 1)) \
         if "n_values" in ev else ()
     return EvaluationSpec(
-        samples=_number(ev.get("samples", EvaluationSpec.samples), "evaluation.samples", integer=True, low=1),
-        seed=_number(ev.get("seed", EvaluationSpec.seed), "evaluation.seed", integer=True, low=0),
+        samples=number(ev.get("samples", EvaluationSpec.samples), "evaluation.samples", integer=True, low=1),
+        seed=number(ev.get("seed", EvaluationSpec.seed), "evaluation.seed", integer=True, low=0),
         n_values=n_values,
     )
 
 
 def _parse_selectors(raw: Any, d_sae: int) -> SelectorSpec:
-    sel = _check_keys(raw, {"snd_n", "canonical_target"}, "selectors")
+    sel = check_keys(raw, {"snd_n", "canonical_target"}, "selectors")
     default_n = [min(d_sae - 1, max(1, round(DEFAULT_N_OVER_WIDTH * d_sae)))]
     return SelectorSpec(
-        snd_n=tuple(_number_list(sel.get("snd_n", default_n), "selectors.snd_n", integer=True, low=1,
+        snd_n=tuple(number_list(sel.get("snd_n", default_n), "selectors.snd_n", integer=True, low=1,
                                  high=d_sae - 1)),
-        canonical_target=float(_number(sel.get("canonical_target", 100.0), "selectors.canonical_target",
+        canonical_target=float(number(sel.get("canonical_target", 100.0), "selectors.canonical_target",
                                        low=0.0, low_open=True)),
     )
 
 
 def _parse_mixing(raw: Any, toy: ToySpec) -> MixingSpec:
-    mix = _check_keys(raw, {"rho", "feature"}, "mixing", required={"rho"})
-    feature = _number(mix.get("feature", 0), "mixing.feature", integer=True, low=0, high=toy.n_features - 1)
-    return MixingSpec(rho=tuple(float(r) for r in _number_list(mix["rho"], "mixing.rho", low=-1.0, high=1.0)),
+    mix = check_keys(raw, {"rho", "feature"}, "mixing", required={"rho"})
+    feature = number(mix.get("feature", 0), "mixing.feature", integer=True, low=0, high=toy.n_features - 1)
+    return MixingSpec(rho=tuple(float(r) for r in number_list(mix["rho"], "mixing.rho", low=-1.0, high=1.0)),
                       feature=feature)
 
 
 def parse_family(raw: Any, source: str = "") -> FamilySpec:
     """Validate a family mapping (as loaded from YAML) into a ``FamilySpec``."""
-    top = _check_keys(raw, {"name", "kind", "description", "toy", "sae", "training", "evaluation", "selectors",
+    top = check_keys(raw, {"name", "kind", "description", "toy", "sae", "training", "evaluation", "selectors",
                             "mixing"}, "", required={"name", "kind", "toy", "sae"})
     if not isinstance(top["name"], str) or not top["name"].strip():
         raise SpecError("'name' must be a non-empty string")

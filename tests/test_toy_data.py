@@ -3,15 +3,8 @@
 import pytest
 import torch
 
-from l0eval.spec import resolve_family
-from l0eval.toy.data import (
-    RandomCorrelation,
-    StarCorrelation,
-    ToyDataSampler,
-    linear_probabilities,
-    random_correlation_matrix,
-    star_correlation_matrix,
-)
+from l0eval.spec import RandomCorrelation, StarCorrelation, linear_probabilities, resolve_family
+from l0eval.toy.data import ToyDataSampler, random_correlation_matrix, star_correlation_matrix
 from l0eval.toy.model import ToyModel, ground_truth_sae
 
 

@@ -9,7 +9,8 @@ METRIC_VERSION = "toy_recovery/1: mean over true features of max_j |cos(d_j, e_i
 
 def latent_feature_cosines(w_dec: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
     """cos(d_j, e_i) for every latent j (rows of W_dec [h, d]) and true feature i (columns of E [d, F]): [h, F]."""
-    dec = w_dec / w_dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    dec = w_dec.detach()
+    dec = dec / dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
     features = embedding / embedding.norm(dim=0, keepdim=True).clamp(min=1e-12)
     return dec @ features
 

@@ -9,33 +9,12 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 
 import torch
 from sae_lens.synthetic.feature_dictionary import orthogonalize_embeddings
 
 from l0eval.errors import SpecError
-
-
-@dataclass(frozen=True)
-class RandomCorrelation:
-    """The paper's ``generate_random_correlation_matrix`` settings (main toy: seed 42)."""
-
-    seed: int = 42
-    positive_ratio: float = 0.5
-    strength: tuple[float, float] = (0.3, 0.9)
-    sparsity: float = 0.3
-
-
-@dataclass(frozen=True)
-class StarCorrelation:
-    """The small toy's structure: feature ``feature`` has correlation ``rho`` with every other feature."""
-
-    rho: float
-    feature: int = 0
-
-
-Correlation = RandomCorrelation | StarCorrelation | None
+from l0eval.spec import Correlation, RandomCorrelation, StarCorrelation
 
 
 def random_correlation_matrix(n_features: int, cfg: RandomCorrelation) -> torch.Tensor:
@@ -90,17 +69,6 @@ def correlation_matrix(n_features: int, correlation: Correlation) -> torch.Tenso
     if isinstance(correlation, RandomCorrelation):
         return random_correlation_matrix(n_features, correlation)
     return star_correlation_matrix(n_features, correlation)
-
-
-def linear_probabilities(n_features: int, high: float, low: float) -> tuple[float, ...]:
-    """p_i falls linearly from ``high`` (feature 0) to ``low`` (last feature).
-
-    The paper's p_i = 0.345 (49 - i) / 50 + 0.05 is ``high=0.3881, low=0.05`` for 50 features.
-    """
-    if n_features == 1:
-        return (high,)
-    step = (high - low) / (n_features - 1)
-    return tuple(low + step * (n_features - 1 - i) for i in range(n_features))
 
 
 def orthogonal_embedding(n_features: int, d_model: int, seed: int, steps: int = 1000) -> torch.Tensor:

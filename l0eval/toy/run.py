@@ -90,7 +90,7 @@ def train_or_load(spec: FamilySpec, model: ToyModel, members: list[Member], devi
     return saes, {**info, "reused_cache": False, "cache_dir": str(directory)}
 
 
-def _eval_batch(model: ToyModel, spec: FamilySpec, rho: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def eval_batch(model: ToyModel, spec: FamilySpec, rho: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(spec.evaluation.seed)
     return model.sampler(rho).sample(spec.evaluation.samples, generator)
 
@@ -103,8 +103,8 @@ def _reconstruction(sae, x: torch.Tensor) -> dict[str, float]:
     return acc.compute()
 
 
-def _flat_row(member: Member, metrics: dict) -> dict:
-    row = {"l0": member.k, "seed": member.seed}
+def _flat_row(identity: dict, metrics: dict) -> dict:
+    row = {"l0": identity["l0"], "seed": identity["seed"]}
     for name, value in metrics.items():
         if name == "s_n_dec":
             row.update({snd_column(float(n)): v for n, v in value.items()})
@@ -119,29 +119,40 @@ def run_toy_family(spec: FamilySpec, device: str = "cpu", progress: bool = True)
     model = ToyModel(spec.toy)
     members = family_members(spec)
     saes, training_info = train_or_load(spec, model, members, device, progress)
-    x, features = _eval_batch(model, spec)
-    n_values = spec.evaluation.n_values or tuple(range(1, spec.sae.d_sae))
-    metrics = evaluate_family(saes, [x], n_values, spec.training.normalize_decoder, model.embedding)
-
-    per_member = pd.DataFrame([_flat_row(m, met) for m, met in zip(members, metrics)])
-    by_l0 = per_member.drop(columns="seed").groupby("l0", as_index=False).mean()
-    replicates = [per_member[per_member.seed == s].drop(columns="seed") for s in spec.training.seeds]
-    true_l0 = spec.toy.true_l0
-    selectors = default_selectors(spec.selectors.snd_n, spec.selectors.canonical_target)
-    reference = _paper_reference_checks(spec, model, members, saes, x)
+    x, features = eval_batch(model, spec)
+    identities = [{"id": m.id, "l0": m.k, "seed": m.seed, "trained_here": True} for m in members]
+    assessment = assess_on_toy(spec, model, saes, identities, x, features)
     return {
         "schema_version": 1,
         "family": spec.to_dict(),
         "run": {**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
-                "evaluation": {"samples": spec.evaluation.samples, "batch": "one batch; BatchTopK over all of it",
-                               "n_values": list(n_values)},
-                "metric_versions": METRIC_VERSIONS},
+                "evaluation": assessment.pop("evaluation"), "metric_versions": METRIC_VERSIONS},
+        **assessment,
+        "reference": _paper_reference_checks(spec, model, members, saes, x),
+    }
+
+
+def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: list[dict], x: torch.Tensor,
+                  features: torch.Tensor) -> dict:
+    """Metrics for every SAE on the toy's evaluation batch, the per-L0 table and every selector scored
+    against the toy's true L0. ``identities`` give each SAE's id, L0 (the sweep axis), seed replicate
+    and whether l0eval trained it."""
+    n_values = spec.evaluation.n_values or tuple(range(1, spec.sae.d_sae // 2 + 1))
+    metrics = evaluate_family(saes, [x], n_values, spec.training.normalize_decoder, model.embedding)
+    per_member = pd.DataFrame([_flat_row(ident, met) for ident, met in zip(identities, metrics)])
+    by_l0 = per_member.drop(columns="seed").groupby("l0", as_index=False).mean()
+    seeds = sorted(per_member.seed.unique())
+    replicates = [per_member[per_member.seed == s].drop(columns="seed") for s in seeds] if len(seeds) > 1 else []
+    true_l0 = spec.toy.true_l0
+    selectors = default_selectors(spec.selectors.snd_n, spec.selectors.canonical_target)
+    return {
+        "evaluation": {"samples": x.shape[0], "batch": "one batch; BatchTopK over all of it",
+                       "n_values": list(n_values)},
         "ground_truth": {"true_l0": true_l0, "true_l0_measured": float((features > 0).sum(1).float().mean()),
                          "score": "feature_recovery"},
-        "saes": [{"id": m.id, "nominal_l0": m.k, "measured_l0": met["l0"], "seed": m.seed, "trained_here": True,
-                  "metrics": met} for m, met in zip(members, metrics)],
+        "saes": [{"id": ident["id"], "nominal_l0": ident["l0"], "measured_l0": met["l0"], "seed": ident["seed"],
+                  "trained_here": ident["trained_here"], "metrics": met} for ident, met in zip(identities, metrics)],
         "by_l0": by_l0.to_dict(orient="records"),
-        "reference": reference,
         "selectors": score_selectors(selectors, by_l0, true_l0, "feature_recovery", replicates),
     }
 
@@ -185,7 +196,7 @@ def run_mixing_family(spec: FamilySpec, device: str = "cpu", progress: bool = Tr
     feature = spec.mixing.feature
     records = []
     for member, sae in zip(members, saes):
-        x, _ = _eval_batch(model, spec, member.rho)
+        x, _ = eval_batch(model, spec, member.rho)
         recon = _reconstruction(sae, x)
         records.append({"id": member.id, "nominal_l0": member.k, "measured_l0": recon["l0"], "seed": member.seed,
                         "rho": member.rho, "trained_here": True,

@@ -115,11 +115,11 @@ class StackedBatchTopK(nn.Module):
         pre = torch.addmm(bias.reshape(1, -1), x, flat_w)  # [B, M*h]
         return pre.view(x.shape[0], n_members, d_sae).transpose(0, 1)
 
-    def decode(self, acts: torch.Tensor, add_bias: bool = True) -> torch.Tensor:
+    def decode(self, acts: torch.Tensor) -> torch.Tensor:
         if self.normalize_decoder:
             acts = acts / self.decoder_norms().unsqueeze(1)
         out = torch.bmm(acts, self.W_dec)
-        return out + self.b_dec.unsqueeze(1) if add_bias else out
+        return out + self.b_dec.unsqueeze(1)
 
     def losses(self, x: torch.Tensor, dead: torch.Tensor,
                aux_coefficient: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,22 +133,34 @@ class StackedBatchTopK(nn.Module):
 
     def _aux_loss(self, x: torch.Tensor, recon: torch.Tensor, hidden_pre: torch.Tensor,
                   dead: torch.Tensor) -> torch.Tensor:
-        """sae-lens 6.54's TopK aux loss per member: the top k_aux dead pre-activations reconstruct the
-        residual without b_dec. (SAELens 6.11, used by the paper, added b_dec here; 6.54 follows the
-        TopK paper's appendix A.2. We match the installed library.)"""
+        """sae-lens 6.54's TopK aux loss per member: the top k_aux = d_in // 2 dead pre-activations
+        reconstruct the residual, without b_dec. (SAELens 6.11, used by the paper, added b_dec here;
+        6.54 follows the TopK paper's appendix A.2. We match the installed library.)
+
+        Computed only for members that have dead latents. A member with at most k_aux dead latents
+        uses all of them, so its top-k is just the dead mask; only members with more need a topk.
+        """
         n_dead = dead.sum(-1)  # [M]
-        if int(n_dead.max()) == 0:
-            return x.new_zeros(self.n_members)
-        k_aux_full = x.shape[-1] // 2
-        k_aux = n_dead.clamp(max=k_aux_full)  # [M]
-        scale = (n_dead.float() / k_aux_full).clamp(max=1.0)
-        masked = torch.where(dead.unsqueeze(1), hidden_pre, -torch.inf)
-        top = masked.topk(int(k_aux.max()), dim=-1, sorted=True)
-        keep = torch.arange(top.values.shape[-1], device=x.device) < k_aux.view(-1, 1, 1)
-        aux_acts = torch.zeros_like(hidden_pre).scatter(-1, top.indices, torch.where(keep, top.values, 0.0))
-        residual = (x - recon).detach()
-        aux_recon = self.decode(aux_acts, add_bias=False)
-        return scale * (aux_recon - residual).square().sum(-1).mean(-1)
+        members = (n_dead > 0).nonzero().flatten()
+        losses = x.new_zeros(self.n_members)
+        if members.numel() == 0:
+            return losses
+        k_aux = x.shape[-1] // 2
+        dead, pre = dead[members], hidden_pre[members]
+        x_sub = x[members] if x.dim() == 3 else x
+        aux_acts = torch.where(dead.unsqueeze(1), pre, 0.0)
+        crowded = (n_dead[members] > k_aux).nonzero().flatten()
+        if crowded.numel() > 0:
+            masked = torch.where(dead[crowded].unsqueeze(1), pre[crowded], -torch.inf)
+            top = masked.topk(k_aux, dim=-1, sorted=False)
+            aux_acts = aux_acts.index_copy(0, crowded, torch.zeros_like(masked).scatter(-1, top.indices, top.values))
+        w_dec = self.W_dec[members]
+        if self.normalize_decoder:
+            aux_acts = aux_acts / w_dec.norm(dim=-1).unsqueeze(1)
+        residual = (x_sub - recon[members]).detach()
+        scale = (n_dead[members].float() / k_aux).clamp(max=1.0)
+        member_losses = scale * (torch.bmm(aux_acts, w_dec) - residual).square().sum(-1).mean(-1)
+        return losses.index_copy(0, members, member_losses)
 
     @torch.no_grad()
     def update_topk_threshold(self, acts: torch.Tensor, lr: float) -> None:

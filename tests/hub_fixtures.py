@@ -1,0 +1,116 @@
+"""Build small SAE repos, in the exact on-disk formats of each release, inside a real huggingface_hub cache.
+
+The cache layout is huggingface_hub's own: ``models--{org}--{name}/blobs/<sha256>``, snapshot files
+as symlinks into blobs, ``refs/main`` naming the snapshot. Loading then goes through the real
+``hf_hub_download``/``snapshot_download`` code with ``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def add_repo_files(cache_dir: Path, repo_id: str, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (repo path -> content) into the cache as snapshot ``COMMIT`` of ``repo_id``."""
+    repo_dir = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(COMMIT)
+    for relative, content in files.items():
+        blob = repo_dir / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(content)
+        target = repo_dir / "snapshots" / COMMIT / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        os.symlink(os.path.relpath(blob, target.parent), target)
+    return repo_dir / "snapshots" / COMMIT
+
+
+def torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def json_bytes(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def random_weights(d_in: int, d_sae: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    w_dec = torch.randn(d_sae, d_in, generator=generator)
+    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True)
+    return {"W_enc": (w_dec.T + 0.05 * torch.randn(d_in, d_sae, generator=generator)).contiguous(),
+            "b_enc": 0.1 * torch.randn(d_sae, generator=generator) - 0.05,
+            "W_dec": w_dec,
+            "b_dec": 0.1 * torch.randn(d_in, generator=generator)}
+
+
+# dictionary_learning's state-dict layouts, one per dict_class (nn.Linear weights are [out, in]).
+def dictionary_learning_state(dict_class: str, weights: dict[str, torch.Tensor], k: int = 4,
+                              threshold: float = 0.2) -> dict[str, torch.Tensor]:
+    d_sae = weights["b_enc"].shape[0]
+    linear = {"encoder.weight": weights["W_enc"].T.contiguous(), "encoder.bias": weights["b_enc"],
+              "decoder.weight": weights["W_dec"].T.contiguous()}
+    if dict_class == "AutoEncoder":
+        return {**linear, "bias": weights["b_dec"]}
+    if dict_class == "AutoEncoderTopK":
+        return {**linear, "b_dec": weights["b_dec"], "k": torch.tensor(k), "threshold": torch.tensor(threshold)}
+    if dict_class == "BatchTopKSAE":
+        return {**linear, "b_dec": weights["b_dec"], "k": torch.tensor(k), "threshold": torch.tensor(threshold)}
+    if dict_class == "MatryoshkaBatchTopKSAE":
+        return {**weights, "k": torch.tensor(k), "threshold": torch.tensor(threshold),
+                "group_sizes": torch.tensor([d_sae // 2, d_sae - d_sae // 2])}
+    if dict_class == "JumpReluAutoEncoder":
+        return {**weights, "threshold": torch.full((d_sae,), threshold)}
+    if dict_class == "GatedAutoEncoder":
+        return {"encoder.weight": weights["W_enc"].T.contiguous(), "gate_bias": weights["b_enc"],
+                "r_mag": 0.1 * torch.ones(d_sae), "mag_bias": weights["b_enc"] + 0.01,
+                "decoder.weight": weights["W_dec"].T.contiguous(), "decoder_bias": weights["b_dec"]}
+    raise ValueError(dict_class)
+
+
+TRAINER_CLASSES = {"AutoEncoder": "StandardTrainerAprilUpdate", "AutoEncoderTopK": "TopKTrainer",
+                   "BatchTopKSAE": "BatchTopKTrainer", "MatryoshkaBatchTopKSAE": "MatryoshkaBatchTopKTrainer",
+                   "JumpReluAutoEncoder": "JumpReluTrainer", "GatedAutoEncoder": "GatedSAETrainer"}
+
+
+def dictionary_learning_files(folder: str, dict_class: str, d_in: int, d_sae: int, k: int = 4,
+                              seed: int = 0, layer: int = 3) -> dict[str, bytes]:
+    """A SAEBench trainer folder: ae.pt + config.json (+ eval_results.json)."""
+    state = dictionary_learning_state(dict_class, random_weights(d_in, d_sae, seed), k=k)
+    trainer = {"trainer_class": TRAINER_CLASSES[dict_class], "dict_class": dict_class, "layer": layer,
+               "lm_name": "EleutherAI/pythia-70m-deduped", "activation_dim": d_in, "dict_size": d_sae,
+               "k": k, "lr": 3e-4, "seed": seed}
+    return {f"{folder}/ae.pt": torch_bytes(state),
+            f"{folder}/config.json": json_bytes({"trainer": trainer, "buffer": {"ctx_len": 128}}),
+            f"{folder}/eval_results.json": json_bytes({"l0": float(k), "frac_variance_explained": 0.9})}
+
+
+def gemma_scope_files(folder: str, d_in: int, d_sae: int, seed: int = 0, threshold: float = 0.1) -> dict[str, bytes]:
+    weights = random_weights(d_in, d_sae, seed)
+    buffer = io.BytesIO()
+    np.savez(buffer, W_enc=weights["W_enc"].numpy(), W_dec=weights["W_dec"].numpy(),
+             b_enc=weights["b_enc"].numpy(), b_dec=weights["b_dec"].numpy(),
+             threshold=np.full(d_sae, threshold, dtype=np.float32))
+    return {f"{folder}/params.npz": buffer.getvalue()}
+
+
+def sae_lens_files(folder: str, d_in: int, d_sae: int, seed: int = 0, architecture: str = "standard",
+                   extra_cfg: dict | None = None) -> dict[str, bytes]:
+    weights = random_weights(d_in, d_sae, seed)
+    cfg = {"d_in": d_in, "d_sae": d_sae, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
+           "normalize_activations": "none", "architecture": architecture,
+           "metadata": {"model_name": "tiny", "hook_name": "blocks.0.hook_resid_post"}, **(extra_cfg or {})}
+    return {f"{folder}/cfg.json": json_bytes(cfg), f"{folder}/sae_weights.safetensors": safetensors_bytes(weights)}
