@@ -10,13 +10,16 @@ import difflib
 import re
 from pathlib import Path
 
-import yaml
-
 from l0eval.errors import SpecError
 from l0eval.hub.cache import is_cached
-from l0eval.hub.registry import SAEFamily, hub_families, members_from_sae_lens_release, parse_sae_family, \
-    sae_lens_releases
-from l0eval.spec import FamilySpec, builtin_family_names, load_family_file, resolve_family
+from l0eval.hub.registry import (
+    SAEFamily,
+    hub_families,
+    members_from_sae_lens_release,
+    parse_sae_family,
+    sae_lens_releases,
+)
+from l0eval.spec import FamilySpec, builtin_family_names, load_family_file, read_yaml_file, resolve_family
 
 # Gemma-Scope-style ids, where every member of a (layer, width) group differs only in L0
 _GENERATED_ID = re.compile(r"^(layer_\d+/width_\w+)/average_l0_(\d+)$")
@@ -67,18 +70,13 @@ def resolve(name_or_path: str) -> FamilySpec | SAEFamily:
 
 
 def _load_file(path: Path) -> FamilySpec | SAEFamily:
-    if not path.is_file():
-        raise SpecError(f"family file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    raw = read_yaml_file(path)
     if isinstance(raw, dict) and raw.get("kind") == "saes":
         try:
             return parse_sae_family(raw, path)
         except SpecError as exc:
             raise SpecError(f"{path}: {exc}") from exc
-    return load_family_file(path)
+    return load_family_file(path, raw)
 
 
 def _size(num_bytes: float) -> str:

@@ -64,6 +64,20 @@ def _families(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+    from l0eval.catalog import resolve
+    from l0eval.hub.loaders import load_member
+
+    family = resolve(args.family)
+    if isinstance(family, FamilySpec):
+        raise L0EvalError(f"'{family.name}' is a toy family: l0eval trains it, there is nothing to download")
+    for member in family.members:
+        sae = load_member(member, family.d_in or None)
+        print(f"{member.id}: {sae.cfg.architecture()} d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} "
+              f"nominal L0 {member.nominal_l0 if member.nominal_l0 is not None else '-'}  ok")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l0eval", description="Which L0 is right for this sparse autoencoder?")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the paper's full recipe: 15M samples per SAE at lr 3e-4, 5 seed replicates")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
+
+    download = sub.add_parser("download", help="fetch a hub family's SAEs into the Hugging Face cache and check "
+                                               "that each loads")
+    download.add_argument("--family", required=True)
+    download.set_defaults(handler=_download)
 
     families = sub.add_parser("families", help="list known families (`families show NAME` lists members)")
     families.add_argument("action", nargs="?", choices=["list", "show"], default="list")

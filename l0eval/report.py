@@ -45,9 +45,13 @@ def selector_table(results: dict) -> str:
 
 
 def mixing_table(results: dict) -> str:
-    grid = pd.DataFrame(results["mixing_grid"]).pivot(index="rho", columns="l0", values="mean")
+    """Mean (and, over several seed replicates, std) of feature mixing by rho and k."""
+    frame = pd.DataFrame(results["mixing_grid"])
+    frame["cell"] = [f"{m:+.3f}" + ("" if s is None or pd.isna(s) else f"±{s:.3f}")
+                     for m, s in zip(frame["mean"], frame["std"])]
+    grid = frame.pivot(index="rho", columns="l0", values="cell")
     grid.columns = [f"k={c:g}" for c in grid.columns]
-    return grid.map(lambda v: f"{v:+.3f}").to_string()
+    return grid.to_string()
 
 
 def summary(results: dict) -> str:

@@ -98,6 +98,9 @@ class EvaluationSpec:
     n_values: tuple[int, ...] = ()  # empty: every n in 1..d_sae//2 (the paper: n < d_sae/2 is the useful range)
 
 
+# Bump when a code change alters what training a given spec produces (cached SAEs are keyed by it).
+TRAINING_PROCEDURE_VERSION = 2
+
 # The paper's LLM setting, n = 12000 for width 32768: the default n for s_n^dec when a spec names none.
 DEFAULT_N_OVER_WIDTH = 12000 / 32768
 
@@ -133,8 +136,10 @@ class FamilySpec:
         return _jsonable(dataclasses.asdict(self))
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes trained weights (not evaluation or selector settings)."""
-        content = {"toy": self.to_dict()["toy"], "sae": self.to_dict()["sae"], "training": self.to_dict()["training"]}
+        """Hash of everything that changes trained weights (not evaluation or selector settings),
+        including the version of the training procedure, so changed code never reuses stale SAEs."""
+        content = {"toy": self.to_dict()["toy"], "sae": self.to_dict()["sae"], "training": self.to_dict()["training"],
+                   "procedure": TRAINING_PROCEDURE_VERSION}
         if self.mixing is not None:
             content["mixing"] = self.to_dict()["mixing"]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
@@ -327,15 +332,20 @@ def parse_family(raw: Any, source: str = "") -> FamilySpec:
     )
 
 
-def load_family_file(path: str | Path) -> FamilySpec:
-    """Read and validate a family YAML file."""
+def read_yaml_file(path: str | Path) -> Any:
+    """A YAML file's content, or a one-line SpecError for a missing file or invalid YAML."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"family file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+
+
+def load_family_file(path: str | Path, raw: Any = None) -> FamilySpec:
+    """Read (unless ``raw`` is given) and validate a toy family YAML file."""
+    raw = read_yaml_file(path) if raw is None else raw
     try:
         return parse_family(raw, source=str(path))
     except SpecError as exc:

@@ -3,7 +3,10 @@
 Same machine, same run, same family (the paper's main toy, k = 1..25), same samples per SAE and the
 same data generator. Writes results/bench_trainer.json.
 
-    python scripts/bench_trainer.py [--samples 200000] [--device cpu]
+    python scripts/bench_trainer.py [--samples 1200000] [--device cpu]
+
+The default budget passes the dead-latent window (1000 steps), so both trainers also run their
+aux-loss path.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_
 def batched(spec, model, samples: int, device: str) -> float:
     k_values = list(spec.sae.k_values)
     inits = [sae_lens_init(spec.toy.d_model, spec.sae.d_sae, member_seed(0, k)) for k in k_values]
-    source = ToyBatchSource([model.sampler()], [0] * len(k_values), seed=0)
+    source = ToyBatchSource([(model.sampler(), 0)])
     cfg = TrainerConfig(d_in=spec.toy.d_model, d_sae=spec.sae.d_sae, samples=samples,
                         batch_size=spec.training.batch_size, lr=spec.training.lr)
     started = time.perf_counter()
@@ -35,7 +38,7 @@ def batched(spec, model, samples: int, device: str) -> float:
 def one_by_one_with_sae_lens(spec, model, samples: int, device: str) -> float:
     started = time.perf_counter()
     for k in spec.sae.k_values:
-        source = ToyBatchSource([model.sampler()], [0], seed=0)
+        source = ToyBatchSource([(model.sampler(), 0)])
         sae = batchtopk_sae(sae_lens_init(spec.toy.d_model, spec.sae.d_sae, member_seed(0, k)), k)
         sae.train()
         cfg = SAETrainerConfig(total_training_samples=samples, train_batch_size_samples=spec.training.batch_size,
@@ -48,7 +51,7 @@ def one_by_one_with_sae_lens(spec, model, samples: int, device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=200_000, help="training samples per SAE")
+    parser.add_argument("--samples", type=int, default=1_200_000, help="training samples per SAE")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="results/bench_trainer.json")
     args = parser.parse_args()
@@ -60,7 +63,8 @@ def main() -> None:
     batched_seconds = batched(spec, model, args.samples, args.device)
     sae_lens_seconds = one_by_one_with_sae_lens(spec, model, args.samples, args.device)
     n_saes = len(spec.sae.k_values)
-    total_samples = n_saes * (args.samples // spec.training.batch_size) * spec.training.batch_size
+    steps = args.samples // spec.training.batch_size
+    total_samples = n_saes * steps * spec.training.batch_size
     payload = {
         "benchmark": "batched family trainer vs sae-lens SAETrainer one SAE at a time",
         "date": now(),
@@ -75,6 +79,8 @@ def main() -> None:
         "speedup": sae_lens_seconds / batched_seconds,
         "batched_sae_samples_per_second": total_samples / batched_seconds,
         "sae_lens_sae_samples_per_second": total_samples / sae_lens_seconds,
+        "batched_ms_per_sae_step": 1000 * batched_seconds / (n_saes * steps),
+        "sae_lens_ms_per_sae_step": 1000 * sae_lens_seconds / (n_saes * steps),
     }
     path = write_json(Path(args.out), payload)
     print(f"{n_saes} SAEs x {args.samples:,} samples: batched {batched_seconds:.1f}s, "

@@ -9,8 +9,6 @@ import time
 import pytest
 import torch
 import yaml
-from huggingface_hub import constants
-
 from hub_fixtures import (
     add_repo_files,
     dictionary_learning_files,
@@ -19,6 +17,8 @@ from hub_fixtures import (
     random_weights,
     sae_lens_files,
 )
+from huggingface_hub import constants
+
 from l0eval.catalog import family_table, resolve
 from l0eval.hub.cache import is_cached
 from l0eval.hub.loaders import LoadError, load_member
@@ -190,7 +190,8 @@ def test_bad_files_are_refused_with_the_file_named(hf_cache):
     cases = [(member("truncated"), "cannot load broken/saes/truncated"),
              (member("nan"), "broken/saes/nan: W_dec contains NaN or inf"),
              (member("shape"), "cannot load broken/saes/shape"),
-             (member("missing_key/trainer_0", "dictionary_learning"), "cannot load broken/saes/missing_key/trainer_0: KeyError")]
+             (member("missing_key/trainer_0", "dictionary_learning"),
+              "cannot load broken/saes/missing_key/trainer_0: KeyError")]
     for bad, message in cases:
         with pytest.raises(LoadError) as error:
             load_member(bad)
@@ -293,3 +294,46 @@ def test_families_show_and_cache_status(hf_cache):
 
     shown = member_table(resolve("saebench-pythia-160m-l8-topk-4k"))
     assert "trainer_0" in shown and "cached" in shown and "nominal L0     20" in shown
+
+
+def test_download_command_checks_every_member_from_the_cache(hf_cache, capsys):
+    from l0eval.cli import main
+
+    family = hub_families()["saebench-pythia-160m-l8-topk-4k"]
+    for index, member in enumerate(family.members[:5]):
+        files = dictionary_learning_files(member.path, "AutoEncoderTopK", 768, 64, k=int(member.nominal_l0) // 10,
+                                          seed=index, layer=8)
+        add_repo_files(hf_cache, member.repo_id, files)
+    assert main(["download", "--family", family.name]) == 2  # trainer_5 is not cached and we are offline
+    assert "trainer_5 is not in the Hugging Face cache and HF_HUB_OFFLINE is set" in capsys.readouterr().err
+    last = family.members[5]
+    add_repo_files(hf_cache, last.repo_id, dictionary_learning_files(last.path, "AutoEncoderTopK", 768, 64, k=64,
+                                                                     layer=8))
+    assert main(["download", "--family", family.name]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" ok") == 6 and "topk d_in=768 d_sae=64" in out
+
+
+def test_registry_gemma_scope_member_loads_through_its_sae_lens_release(hf_cache):
+    """The registry member goes through SAE.from_pretrained(release, sae_id) and the release's converter."""
+    import dataclasses
+
+    member = hub_families()["gemma-scope-2b-l12-res-16k"].members[0]
+    add_repo_files(hf_cache, member.repo_id, gemma_scope_files(member.path, D_IN, D_SAE, seed=4))
+    tiny = dataclasses.replace(member, cfg_overrides={"d_in": D_IN, "d_sae": D_SAE})
+    assert is_cached(tiny)
+    sae = load_member(tiny, d_in=D_IN)
+    assert sae.cfg.metadata.hook_name == "blocks.12.hook_resid_post"
+    assert torch.equal(sae.W_dec, random_weights(D_IN, D_SAE, 4)["W_dec"])
+
+
+def test_measured_l0_far_from_nominal_is_flagged(capsys):
+    from l0eval.hub.run import flag_l0_disagreements
+
+    entries = [{"id": "ok", "nominal_l0": 10.0, "measured_l0": 11.0},
+               {"id": "wrong", "nominal_l0": 10.0, "measured_l0": 31.0},
+               {"id": "unknown", "nominal_l0": None, "measured_l0": 5.0}]
+    flag_l0_disagreements(entries)
+    assert "warning" not in entries[0] and "warning" not in entries[2]
+    assert "measured L0 31 is far from nominal 10" in entries[1]["warning"]
+    assert "l0eval: warning: wrong:" in capsys.readouterr().err

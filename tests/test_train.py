@@ -148,3 +148,17 @@ def test_trained_member_round_trips_through_sae_lens_format(tmp_path):
         assert torch.equal(loaded(x), sae(x))
     assert loaded.cfg.k == 2.0
     assert loaded.cfg.metadata.l0eval_member == "k2_seed0"
+
+
+def test_data_streams_feed_consecutive_member_groups():
+    """[S, B, d] batches: member m trains on stream m // (M / S), exactly as if trained alone on it."""
+    streams = [make_batches(seed=0), make_batches(seed=1)]
+    stacked = [torch.stack(pair) for pair in zip(*streams)]
+    k_values = [1.0, 3.0, 1.0, 3.0]
+    inits = [sae_lens_init(D_IN, D_SAE, member_seed(i, k)) for i, k in enumerate(k_values)]
+    together = FamilyTrainer(config(), inits, k_values, ListSource(stacked)).fit(progress=False)
+    for index, k in enumerate(k_values):
+        alone = FamilyTrainer(config(), [inits[index]], [k], ListSource(streams[index // 2])).fit(progress=False)
+        assert torch.allclose(alone.W_dec[0], together.W_dec[index], atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be shared evenly"):
+        FamilyTrainer(config(), inits[:3], k_values[:3], ListSource(stacked)).fit(progress=False)

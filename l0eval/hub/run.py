@@ -7,6 +7,8 @@ or converted into SAELens folders, are scored against that toy's true L0.
 
 from __future__ import annotations
 
+import sys
+
 from l0eval.errors import L0EvalError
 from l0eval.evaluate import METRIC_VERSIONS
 from l0eval.hub.loaders import load_family
@@ -38,6 +40,7 @@ def run_sae_family(family: SAEFamily, device: str = "cpu") -> dict:
             raise L0EvalError(f"member '{member.id}' has no nominal_l0 and its config has no k; set nominal_l0")
         identities.append({"id": member.id, "l0": float(nominal), "seed": 0, "trained_here": False})
     assessment = assess_on_toy(toy_spec, model, saes, identities, x, features)
+    flag_l0_disagreements(assessment["saes"])
     family_record = {"name": family.name, "kind": "saes", "description": family.description, "d_in": family.d_in,
                      "source": family.source, "activations": family.activations, "spec_path": family.spec_path,
                      "selectors": {"snd_n": list(toy_spec.selectors.snd_n)},
@@ -48,3 +51,17 @@ def run_sae_family(family: SAEFamily, device: str = "cpu") -> dict:
                     "training": {"reused_cache": True, "samples_per_sae": None, "note": "SAEs loaded, not trained"},
                     "evaluation": assessment.pop("evaluation"), "metric_versions": METRIC_VERSIONS},
             **assessment}
+
+
+# Loaders that pick the wrong architecture or drop a threshold show up as an L0 far from the release's.
+L0_DISAGREEMENT = 0.5
+
+
+def flag_l0_disagreements(entries: list[dict]) -> None:
+    """Warn, in the results and on stderr, when a member's measured L0 is far from its nominal L0."""
+    for entry in entries:
+        nominal, measured = entry["nominal_l0"], entry["measured_l0"]
+        if nominal and abs(measured - nominal) > L0_DISAGREEMENT * nominal:
+            entry["warning"] = (f"measured L0 {measured:.3g} is far from nominal {nominal:g}: check that the SAE "
+                                "was loaded with the right architecture and threshold")
+            print(f"l0eval: warning: {entry['id']}: {entry['warning']}", file=sys.stderr)

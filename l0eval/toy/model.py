@@ -41,28 +41,28 @@ class ToyModel:
 
 
 class ToyBatchSource:
-    """Training batches from one or several samplers, driven by a single seeded generator.
+    """Training batches from one or several data streams, each a sampler with its own seeded generator.
 
-    With one sampler every member sees the same [B, d] batch. With several (the small toy's rho sweep)
-    the batch is [M, B, d]: member m gets the batch of sampler ``sampler_of_member[m]``.
+    Returns [B, d] for one stream (every member sees it) or [S, B, d] for S streams; the trainer gives
+    stream s to the s-th run of M / S consecutive members (e.g. one stream per seed replicate, or per
+    rho of the small toy).
     """
 
-    def __init__(self, samplers: list[ToyDataSampler], sampler_of_member: list[int], seed: int):
-        self.samplers = samplers
-        self.sampler_of_member = torch.tensor(sampler_of_member)
-        self.generator = torch.Generator().manual_seed(seed)
+    def __init__(self, streams: list[tuple[ToyDataSampler, int]]):
+        self.samplers = [sampler for sampler, _ in streams]
+        self.generators = [torch.Generator().manual_seed(seed) for _, seed in streams]
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
-        batches = [sampler.sample(batch_size, self.generator)[0] for sampler in self.samplers]
-        if len(batches) == 1:
-            return batches[0]
-        return torch.stack(batches).index_select(0, self.sampler_of_member)
+        batches = [sampler.sample(batch_size, generator)[0]
+                   for sampler, generator in zip(self.samplers, self.generators)]
+        return batches[0] if len(batches) == 1 else torch.stack(batches)
 
     def get_state(self) -> torch.Tensor:
-        return self.generator.get_state()
+        return torch.stack([generator.get_state() for generator in self.generators])
 
     def set_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state.cpu())
+        for generator, row in zip(self.generators, state.cpu()):
+            generator.set_state(row.clone())
 
 
 def ground_truth_weights(embedding: torch.Tensor, d_sae: int) -> dict[str, torch.Tensor]:

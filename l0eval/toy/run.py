@@ -45,11 +45,27 @@ def family_members(spec: FamilySpec) -> list[Member]:
     return [Member(k, seed, rho) for seed, rho, k in itertools.product(spec.training.seeds, rhos, spec.sae.k_values)]
 
 
+def _batch_source(spec: FamilySpec, model: ToyModel, members: list[Member]) -> ToyBatchSource:
+    """One data stream per (seed replicate, rho): a replicate is an independent run (its own init and
+    its own data, as the paper's repeats), and training a member alone with its seed reproduces it.
+    ``family_members`` lists members stream by stream, the order the trainer expects."""
+    keys = list(dict.fromkeys((m.seed, m.rho) for m in members))
+    return ToyBatchSource([(model.sampler(rho), stream_seed(spec.training.data_seed, seed, rho)) for seed, rho in keys])
+
+
+def stream_seed(data_seed: int, replicate: int, rho: float | None) -> int:
+    return int(np.random.SeedSequence([data_seed, replicate, _rho_tag(rho)]).generate_state(1)[0])
+
+
+def _rho_tag(rho: float | None) -> int:
+    """An integer for rho in seed derivations (0 for families without a rho sweep)."""
+    return 0 if rho is None else int(round(rho * 1000)) + 10_000
+
+
 def _initial_weights(spec: FamilySpec, model: ToyModel, member: Member) -> dict[str, torch.Tensor]:
     if spec.sae.init == "ground_truth":
         return ground_truth_weights(model.embedding, spec.sae.d_sae)
-    extra = 0 if member.rho is None else int(round(member.rho * 1000)) + 10_000
-    return sae_lens_init(spec.toy.d_model, spec.sae.d_sae, member_seed(member.seed, member.k, extra))
+    return sae_lens_init(spec.toy.d_model, spec.sae.d_sae, member_seed(member.seed, member.k, _rho_tag(member.rho)))
 
 
 def train_or_load(spec: FamilySpec, model: ToyModel, members: list[Member], device: str,
@@ -63,9 +79,7 @@ def train_or_load(spec: FamilySpec, model: ToyModel, members: list[Member], devi
     if store.is_complete(directory):
         saes = [store.load_member(directory / "members" / m.id, device) for m in members]
         return saes, {**store.read_marker(directory), "reused_cache": True, "cache_dir": str(directory)}
-    rhos = sorted({m.rho for m in members}, key=lambda r: (r is None, r))
-    samplers = [model.sampler(rho) for rho in rhos]
-    source = ToyBatchSource(samplers, [rhos.index(m.rho) for m in members], spec.training.data_seed)
+    source = _batch_source(spec, model, members)
     cfg = TrainerConfig(d_in=spec.toy.d_model, d_sae=spec.sae.d_sae, samples=spec.training.samples,
                         batch_size=spec.training.batch_size, lr=spec.training.lr,
                         dead_feature_window=spec.training.dead_feature_window,
@@ -184,7 +198,8 @@ def _seeds(spec: FamilySpec) -> dict:
     return {"training_replicates": list(spec.training.seeds), "training_data": spec.training.data_seed,
             "evaluation_data": spec.evaluation.seed, "embedding": spec.toy.embedding_seed,
             "correlation": correlation_seed,
-            "member_init": "numpy SeedSequence([replicate seed, round(1000 k), rho tag]) per member"}
+            "member_init": "numpy SeedSequence([replicate seed, round(1000 k), rho tag]) per member",
+            "member_data": "numpy SeedSequence([training_data, replicate seed, rho tag]) per (replicate, rho)"}
 
 
 def run_mixing_family(spec: FamilySpec, device: str = "cpu", progress: bool = True) -> dict:

@@ -48,7 +48,8 @@ class TrainerConfig:
 
 
 class BatchSource(Protocol):
-    """Where training batches come from: [B, d_in] shared by all members or [M, B, d_in] one per member."""
+    """Where training batches come from: [B, d_in] for all members, or [S, B, d_in] for S streams each
+    read by M / S consecutive members."""
 
     def next_batch(self, batch_size: int) -> torch.Tensor: ...
 
@@ -98,22 +99,30 @@ class StackedBatchTopK(nn.Module):
         return self.W_dec.norm(dim=-1)  # [M, h]
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [B, d] shared by all members, or [M, B, d] -> (BatchTopK activations, pre-activations) [M, B, h]."""
+        """x: a batch (see ``losses``) -> (BatchTopK activations, pre-activations), both [M, B, h]."""
         hidden_pre = self.pre_activations(x)
         if self.normalize_decoder:
             hidden_pre = hidden_pre * self.decoder_norms().unsqueeze(1)
         return batch_topk(hidden_pre.relu(), self.k), hidden_pre
 
+    def _streams(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """x as [S, B, d] and the number of consecutive members G = M / S that read each stream."""
+        x = x.unsqueeze(0) if x.dim() == 2 else x
+        if self.n_members % x.shape[0]:
+            raise ValueError(f"{x.shape[0]} data streams cannot be shared evenly by {self.n_members} members")
+        return x, self.n_members // x.shape[0]
+
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """(x - b_dec) W_enc + b_enc per member. For a shared batch this is one [B, d] x [d, M*h] matmul with
-        b_dec folded into the bias, instead of materialising M copies of x - b_dec."""
-        if x.dim() == 3:
-            return torch.baddbmm(self.b_enc.unsqueeze(1), x - self.b_dec.unsqueeze(1), self.W_enc)
-        n_members, d_in, d_sae = self.W_enc.shape
+        """(x - b_dec) W_enc + b_enc per member, as one [B, d] x [d, G*h] matmul per stream with b_dec
+        folded into the bias, instead of materialising M copies of x - b_dec."""
+        x, group = self._streams(x)
+        n_streams, batch, _ = x.shape
+        _, d_in, d_sae = self.W_enc.shape
         bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)  # [M, h]
-        flat_w = self.W_enc.permute(1, 0, 2).reshape(d_in, n_members * d_sae)
-        pre = torch.addmm(bias.reshape(1, -1), x, flat_w)  # [B, M*h]
-        return pre.view(x.shape[0], n_members, d_sae).transpose(0, 1)
+        weights = self.W_enc.view(n_streams, group, d_in, d_sae).permute(0, 2, 1, 3).reshape(
+            n_streams, d_in, group * d_sae)
+        pre = torch.baddbmm(bias.view(n_streams, 1, group * d_sae), x, weights)  # [S, B, G*h]
+        return pre.view(n_streams, batch, group, d_sae).permute(0, 2, 1, 3).reshape(self.n_members, batch, d_sae)
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         if self.normalize_decoder:
@@ -124,30 +133,32 @@ class StackedBatchTopK(nn.Module):
     def losses(self, x: torch.Tensor, dead: torch.Tensor,
                aux_coefficient: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-member (mse, aux) losses [M] and the activations, as sae-lens's training_forward_pass.
-        ``x`` is [B, d] (shared batch, broadcast against every member) or [M, B, d]."""
+
+        ``x`` is [B, d] (one batch for every member) or [S, B, d]: S data streams, each read by M / S
+        consecutive members (S = M: a batch per member)."""
         acts, hidden_pre = self.encode_with_hidden_pre(x)
         recon = self.decode(acts)
-        mse = (recon - x).square().sum(-1).mean(-1)
-        aux = self._aux_loss(x, recon, hidden_pre, dead) * aux_coefficient
+        streams, group = self._streams(x)
+        error = (recon.view(streams.shape[0], group, *recon.shape[1:]) - streams.unsqueeze(1)).view_as(recon)
+        mse = error.square().sum(-1).mean(-1)
+        aux = self._aux_loss(error.detach(), hidden_pre, dead) * aux_coefficient
         return mse, aux, acts
 
-    def _aux_loss(self, x: torch.Tensor, recon: torch.Tensor, hidden_pre: torch.Tensor,
-                  dead: torch.Tensor) -> torch.Tensor:
+    def _aux_loss(self, error: torch.Tensor, hidden_pre: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
         """sae-lens 6.54's TopK aux loss per member: the top k_aux = d_in // 2 dead pre-activations
-        reconstruct the residual, without b_dec. (SAELens 6.11, used by the paper, added b_dec here;
-        6.54 follows the TopK paper's appendix A.2. We match the installed library.)
+        reconstruct the residual x - x_hat (``-error``), without b_dec. (SAELens 6.11, used by the paper,
+        added b_dec here; 6.54 follows the TopK paper's appendix A.2. We match the installed library.)
 
         Computed only for members that have dead latents. A member with at most k_aux dead latents
         uses all of them, so its top-k is just the dead mask; only members with more need a topk.
         """
         n_dead = dead.sum(-1)  # [M]
         members = (n_dead > 0).nonzero().flatten()
-        losses = x.new_zeros(self.n_members)
+        losses = error.new_zeros(self.n_members)
         if members.numel() == 0:
             return losses
-        k_aux = x.shape[-1] // 2
+        k_aux = error.shape[-1] // 2
         dead, pre = dead[members], hidden_pre[members]
-        x_sub = x[members] if x.dim() == 3 else x
         aux_acts = torch.where(dead.unsqueeze(1), pre, 0.0)
         crowded = (n_dead[members] > k_aux).nonzero().flatten()
         if crowded.numel() > 0:
@@ -157,9 +168,8 @@ class StackedBatchTopK(nn.Module):
         w_dec = self.W_dec[members]
         if self.normalize_decoder:
             aux_acts = aux_acts / w_dec.norm(dim=-1).unsqueeze(1)
-        residual = (x_sub - recon[members]).detach()
         scale = (n_dead[members].float() / k_aux).clamp(max=1.0)
-        member_losses = scale * (torch.bmm(aux_acts, w_dec) - residual).square().sum(-1).mean(-1)
+        member_losses = scale * (torch.bmm(aux_acts, w_dec) + error[members]).square().sum(-1).mean(-1)
         return losses.index_copy(0, members, member_losses)
 
     @torch.no_grad()

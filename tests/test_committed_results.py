@@ -1,0 +1,57 @@
+"""The committed results reproduce the paper's toy findings (regenerate them with the README commands).
+
+These read results/*.json as committed: a rerun that no longer shows the findings fails here.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+RESULTS = Path(__file__).parent.parent / "results"
+
+
+def load(name):
+    path = RESULTS / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run the command in its docstring and commit the output")
+    return json.loads(path.read_text())
+
+
+def test_main_toy_selectors_find_the_true_l0():
+    """`l0eval run --family toy`"""
+    results = load("toy.json")
+    assert results["ground_truth"]["true_l0"] == pytest.approx(10.9525)
+    for name in ("argmin_c_dec", "argmin_s_n_dec@12", "argmin_s_n_dec@13", "argmin_s_n_dec@14"):
+        assert abs(results["selectors"][name]["chosen_l0"] - 11) <= 1, name
+    assert len(results["run"]["seeds"]["training_replicates"]) >= 3
+
+
+def test_main_toy_trained_saes_out_reconstruct_the_true_features_below_the_true_l0():
+    results = load("toy.json")
+    ground_truth = {row["l0"]: row["variance_explained"] for row in results["reference"]["ground_truth_sae"]}
+    for row in results["by_l0"]:
+        if row["l0"] < 11:
+            assert row["variance_explained"] > ground_truth[row["l0"]], row["l0"]
+    forced = {row["l0"]: row for row in results["reference"]["true_l0_sae_at_lower_l0"]}
+    assert forced[5.0]["trained_at_l0_mse"] < forced[5.0]["true_l0_sae_mse"]
+
+
+def test_small_toy_mixing_sign_follows_rho():
+    """`l0eval run --family toy-small`"""
+    grid = {(row["rho"], row["l0"]): row["mean"] for row in load("toy-small.json")["mixing_grid"]}
+    assert grid[(0.4, 1.8)] == pytest.approx(0.27, abs=0.05)
+    assert grid[(-0.4, 1.8)] == pytest.approx(-0.25, abs=0.05)
+    assert grid[(0.0, 1.8)] == pytest.approx(0.0, abs=0.05)
+    for rho in (-0.4, -0.2, 0.2, 0.4):
+        assert grid[(rho, 2.0)] == pytest.approx(0.0, abs=0.05)
+        for k in (1.7, 1.8):
+            assert (grid[(rho, k)] > 0) == (rho > 0)
+
+
+def test_batched_trainer_benchmark_shows_the_batched_trainer_ahead():
+    """`python scripts/bench_trainer.py` (the issue's 10x goal is not met on a 2-core CPU: see README)"""
+    bench = load("bench_trainer.json")
+    assert len(bench["family"]["k_values"]) == 25
+    assert bench["speedup"] == pytest.approx(bench["sae_lens_one_by_one_seconds"] / bench["batched_seconds"])
+    assert bench["speedup"] > 1
