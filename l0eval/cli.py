@@ -40,6 +40,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:
     """Apply --paper-recipe, --samples, --seed and --seeds to a toy family spec."""
+    if args.samples is not None and args.samples < spec.training.batch_size:
+        raise L0EvalError(f"--samples {args.samples} is smaller than one batch ({spec.training.batch_size})")
+    if args.seeds is not None and args.seeds < 1:
+        raise L0EvalError("--seeds must be at least 1")
+    if args.seed is not None and args.seed < 0:
+        raise L0EvalError("--seed must be >= 0")
     if args.paper_recipe:
         spec = spec.with_training(samples=15_000_000, lr=3e-4, seeds=tuple(range(5)))
     if args.samples is not None:

@@ -7,7 +7,6 @@ name (``s_n_dec@12``, ``c_dec``, ``variance_explained``, ...).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -111,9 +110,3 @@ def score_selectors(selectors: Sequence[Selector], table: pd.DataFrame, true_l0:
                 entry["replicates_within_one"] = f"{sum(hits)}/{len(hits)}"
         scored[selector.name] = entry
     return scored
-
-
-def nearest_member_l0(l0_values: Sequence[float], target: float) -> float:
-    """The family's L0 nearest to ``target`` (used to mark the ground truth on a discrete sweep)."""
-    values = np.asarray(l0_values, dtype=float)
-    return float(values[np.argmin(np.abs(values - target))]) if not math.isnan(target) else math.nan

@@ -228,3 +228,11 @@ def test_unknown_model_is_a_clear_error():
 
     with pytest.raises(Exception, match="cannot load model 'no-such-org/no-such-model'"):
         load_model("no-such-org/no-such-model")
+
+
+def test_hub_dataset_texts_stream_from_a_local_dataset_folder(tmp_path):
+    from l0eval.activations.text import hub_texts
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n')
+    assert list(hub_texts(str(tmp_path / "data"))) == ["one", "two"]

@@ -106,3 +106,18 @@ def test_cli_rejects_invalid_yaml(tmp_path):
     path.write_text("name: [unclosed\n")
     result = run_cli("run", "--family", str(path))
     assert result.returncode == 2 and "not valid YAML" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--samples", "10"], "--samples 10 is smaller than one batch (1024)"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--seed", "-3"], "--seed must be >= 0"),
+    (["--device", "cuda:7"], "torch sees no CUDA device"),
+])
+def test_cli_rejects_bad_run_flags(tmp_path, flags, message):
+    import torch
+
+    if flags[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    result = run_cli("run", "--family", "toy", "--out", str(tmp_path), *flags)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
