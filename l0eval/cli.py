@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from l0eval.hub.run import run_sae_family
 
-        results = run_sae_family(family, device=args.device)
+        results = run_sae_family(family, device=args.device, progress=not args.quiet)
     results["run"]["wall_seconds"] = time.monotonic() - started
     path = write_json(Path(args.out) / f"{family.name}.json", results)
     print(summary(results))

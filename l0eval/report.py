@@ -15,23 +15,29 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+# (header, by_l0 column) in display order; columns a family lacks are left out
+_COLUMNS = [("VE", "variance_explained"), ("FVU", "fvu"), ("MSE", "mse"), ("L0 measured", "l0"),
+            ("dead", "dead_fraction"), ("c_dec", "c_dec"), ("c_enc", "c_enc")]
+
+
 def l0_table(results: dict) -> str:
-    """Per-L0 means over seed replicates, beside the ground-truth SAE's variance explained."""
+    """The per-L0 metric table (means over seed replicates), beside the ground-truth SAE's VE for toys."""
     by_l0 = pd.DataFrame(results["by_l0"])
     reference = results.get("reference", {}).get("ground_truth_sae", [])
     gt = {row["l0"]: row["variance_explained"] for row in reference}
-    snd_cols = [snd_column(n) for n in results["family"]["selectors"]["snd_n"]]
-    table = pd.DataFrame({
-        "L0": by_l0["l0"].map(lambda v: f"{v:g}"),
-        "VE": by_l0["variance_explained"].map(_fmt),
-        "VE(GT SAE)": by_l0["l0"].map(lambda k: _fmt(gt.get(k))),
-        "MSE": by_l0["mse"].map(_fmt),
-        "c_dec": by_l0["c_dec"].map(_fmt),
-        "c_enc": by_l0["c_enc"].map(_fmt),
-        **{col.replace("s_n_dec@", "s_"): by_l0[col].map(_fmt) for col in snd_cols},
-        "recovery": by_l0["feature_recovery"].map(_fmt),
-    })
-    return table.to_string(index=False)
+    columns = {"L0": by_l0["l0"].map(lambda v: f"{v:g}")}
+    for header, column in _COLUMNS:
+        if column == "l0" and "feature_recovery" in by_l0:
+            continue  # toys: BatchTopK makes the measured L0 equal to k
+        if column in by_l0:
+            columns[header] = by_l0[column].map(_fmt)
+        if column == "variance_explained" and gt:
+            columns["VE(GT SAE)"] = by_l0["l0"].map(lambda k: _fmt(gt.get(k)))
+    for n in results["family"]["selectors"]["snd_n"]:
+        columns[f"s_{n}"] = by_l0[snd_column(n)].map(_fmt)
+    if "feature_recovery" in by_l0:
+        columns["recovery"] = by_l0["feature_recovery"].map(_fmt)
+    return pd.DataFrame(columns).to_string(index=False)
 
 
 def selector_table(results: dict) -> str:
@@ -67,6 +73,9 @@ def summary(results: dict) -> str:
         lines += ["", "feature mixing (mean cos of latents j != 0 with feature 0) by rho and k:", mixing_table(results)]
         return "\n".join(lines)
     gt = results["ground_truth"]
-    lines += [f"true L0 = {gt['true_l0']:.4f} (measured on the evaluation set: {gt['true_l0_measured']:.3f})", "",
-              l0_table(results), "", "L0 chosen by each selector:", selector_table(results)]
+    if gt.get("true_l0") is None:
+        lines.append(f"no ground truth: {gt['reason']}")
+    else:
+        lines.append(f"true L0 = {gt['true_l0']:.4f} (measured on the evaluation set: {gt['true_l0_measured']:.3f})")
+    lines += ["", l0_table(results), "", "L0 chosen by each selector:", selector_table(results)]
     return "\n".join(lines)

@@ -236,3 +236,82 @@ def test_hub_dataset_texts_stream_from_a_local_dataset_folder(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n')
     assert list(hub_texts(str(tmp_path / "data"))) == ["one", "two"]
+
+
+# ---------------------------------------------------------------------------------------------
+# an SAE family evaluated on LLM activations: one cached model pass streamed through every SAE
+
+
+def llm_family(tmp_path, d_in=32):
+    """A tiny Llama + tokenizer saved as a local model folder, three SAEs, a corpus and the family file."""
+    import yaml
+    from hub_fixtures import random_weights
+
+    model_dir = tmp_path / "tiny-llama"
+    tiny_model("llama").save_pretrained(model_dir)
+    word_tokenizer().save_pretrained(model_dir)
+    (tmp_path / "corpus.txt").write_text("\n\n".join(TEXTS))
+    members = []
+    for index, threshold in enumerate((0.0, 0.1, 0.2)):
+        from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
+
+        sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=64))
+        weights = random_weights(d_in, 64, seed=index)
+        sae.load_state_dict({**weights, "threshold": torch.full((64,), threshold)})
+        sae.save_model(str(tmp_path / "saes" / f"t{index}"))
+        members.append({"path": f"saes/t{index}"})
+    family = {"name": "tiny-llm-family", "kind": "saes", "d_in": d_in, "hook": "blocks.1.hook_resid_post",
+              "activations": {"model": str(model_dir), "texts": ["corpus.txt"], "context": 8, "sequences": 20,
+                              "batch_sequences": 6},
+              "members": members}
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump(family))
+    return path
+
+
+def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys):
+    from l0eval.activations import pipeline
+    from l0eval.cli import main
+    from l0eval.results import read_results
+
+    family = llm_family(tmp_path)
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    results = read_results(tmp_path / "out" / "tiny-llm-family.json")
+    activations = results["run"]["activations"]
+    assert activations["hook"] == "blocks.1.hook_resid_post" and activations["n_tokens"] == 160
+    assert activations["prepend_bos"] is True and activations["revision"].startswith("local:")
+    l0s = [entry["measured_l0"] for entry in results["saes"]]
+    assert l0s[0] > l0s[1] > l0s[2] > 0, l0s  # higher JumpReLU threshold, fewer active latents
+    assert results["ground_truth"]["true_l0"] is None and "not computed yet" in results["ground_truth"]["reason"]
+    assert results["family"]["selectors"]["snd_n"] == [23]  # round(12000 / 32768 * 64): the paper's n / width
+    assert results["selectors"]["argmin_s_n_dec@23"]["chosen_l0"] in l0s
+    assert "no ground truth" in capsys.readouterr().out
+
+    def no_model_pass(*args, **kwargs):
+        raise AssertionError("the cached activations were recomputed")
+
+    monkeypatch.setattr(pipeline, "residual_activations", no_model_pass)
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    again = read_results(tmp_path / "again" / "tiny-llm-family.json")
+    assert [e["metrics"] for e in again["saes"]] == [e["metrics"] for e in results["saes"]]
+
+
+def test_llm_family_errors_are_clear(tmp_path, capsys):
+    import yaml
+
+    from l0eval.cli import main
+
+    family = llm_family(tmp_path, d_in=16)
+    assert main(["run", "--family", str(family), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "has d_in 16 but" in capsys.readouterr().err
+    raw = yaml.safe_load(family.read_text())
+    raw["activations"]["hook"] = "blocks.9.hook_resid_post"
+    raw["d_in"] = 32
+    family.write_text(yaml.safe_dump(raw))
+    assert main(["run", "--family", str(family), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "asks for layer 9, but LlamaForCausalLM has 4 layers" in capsys.readouterr().err
+    raw["activations"]["sequences"] = 10_000
+    raw["activations"]["hook"] = "blocks.1.hook_resid_post"
+    family.write_text(yaml.safe_dump(raw))
+    assert main(["run", "--family", str(family), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "has fewer than 10000 sequences" in capsys.readouterr().err

@@ -119,13 +119,21 @@ def fill_cache(cache: ActivationCache, sequences: Iterator[torch.Tensor],
     bar = tqdm(total=key.n_tokens, initial=done * key.shard_sequences * key.context, unit="tok", unit_scale=True,
                desc=f"activations {key.hook}", disable=not progress)
     for _ in range(done * key.shard_sequences):
-        next(sequences)
+        _next_sequence(sequences, key)
     while remaining > 0:
         count = min(key.shard_sequences, remaining)
-        batch = torch.stack([next(sequences) for _ in range(count)])
+        batch = torch.stack([_next_sequence(sequences, key) for _ in range(count)])
         acts = activations_of(batch)
         cache.add_shard(acts.reshape(-1, acts.shape[-1]).to(getattr(torch, key.dtype)).cpu().numpy())
         remaining -= count
         bar.update(batch.numel())
     bar.close()
     return cache
+
+
+def _next_sequence(sequences: Iterator[torch.Tensor], key: CacheKey) -> torch.Tensor:
+    try:
+        return next(sequences)
+    except StopIteration:
+        raise L0EvalError(f"the corpus '{key.dataset}' has fewer than {key.n_sequences} sequences of "
+                          f"{key.context} tokens; ask for fewer sequences or give more text") from None

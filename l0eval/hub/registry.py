@@ -162,6 +162,17 @@ def _parse_member(raw: Any, index: int, base: Path) -> Member:
                   repo_id=repo_id, release=release, cfg_overrides=overrides)
 
 
+def _parse_activations(raw: Any, base: Path, hook: str) -> dict[str, Any]:
+    """``{toy: NAME}`` (a toy's data) or an LLM corpus (``{model, hook, texts | dataset, ...}``)."""
+    if isinstance(raw, dict) and "toy" in raw:
+        return check_keys(raw, {"toy"}, "activations")
+    if not raw:
+        return {}
+    from l0eval.activations.spec import parse_llm_activations
+
+    return {"llm": parse_llm_activations(raw, base, hook)}
+
+
 def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     """A user family (``kind: saes``): members in local folders, hub repos or SAELens releases."""
     top = check_keys(raw, {"name", "kind", "description", "model", "hook", "d_in", "width", "architecture",
@@ -171,7 +182,7 @@ def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     members = tuple(_parse_member(m, i, source_path.parent) for i, m in enumerate(top["members"]))
     if len({m.id for m in members}) != len(members):
         raise SpecError("member ids must be unique (set 'id' where folder names repeat)")
-    activations = check_keys(top.get("activations", {}), {"toy"}, "activations")
+    activations = _parse_activations(top.get("activations", {}), source_path.parent, str(top.get("hook", "")))
     return SAEFamily(name=str(top["name"]), description=str(top.get("description", "")),
                      model=str(top.get("model", "")), hook=str(top.get("hook", "")),
                      d_in=number(top["d_in"], "d_in", integer=True, low=1),

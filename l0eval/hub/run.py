@@ -1,30 +1,37 @@
-"""Run an existing SAE family (hub registry or user YAML) through l0eval's evaluation and selectors.
+"""Run an existing SAE family (user YAML) through l0eval's evaluation and selectors.
 
-Until the LLM activation pipeline lands, a family is evaluated on a toy's activations
-(``activations: {toy: NAME}`` in a user family file), which is how SAEs trained on a toy elsewhere,
-or converted into SAELens folders, are scored against that toy's true L0.
+A family is evaluated either on a toy's activations (``activations: {toy: NAME}``: SAEs trained on a
+toy elsewhere, scored against that toy's true L0) or on an LLM's residual stream over a text corpus
+(``activations: {model, hook, texts | dataset, ...}``: one cached model pass, streamed through every
+SAE; no ground truth yet).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
+
+import pandas as pd
 
 from l0eval.errors import L0EvalError
-from l0eval.evaluate import METRIC_VERSIONS
+from l0eval.evaluate import METRIC_VERSIONS, evaluate_family
+from l0eval.heuristics import default_selectors, score_selectors, snd_column
 from l0eval.hub.loaders import load_family
 from l0eval.hub.registry import SAEFamily
 from l0eval.results import now, run_header
-from l0eval.spec import resolve_family
+from l0eval.spec import DEFAULT_N_OVER_WIDTH, resolve_family
 from l0eval.toy.model import ToyModel
 from l0eval.toy.run import assess_on_toy, eval_batch
 
 
-def run_sae_family(family: SAEFamily, device: str = "cpu") -> dict:
+def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True) -> dict:
+    if "llm" in family.activations:
+        return _run_on_llm(family, family.activations["llm"], device, progress)
     toy_name = family.activations.get("toy")
     if toy_name is None:
-        raise L0EvalError(f"family '{family.name}' needs LLM activations ({family.model}, {family.hook}), which "
-                          "this version of l0eval cannot compute yet; families with `activations: {toy: NAME}` "
-                          "run on a toy's data")
+        raise L0EvalError(f"family '{family.name}' has no activations to run on: add `activations: {{toy: NAME}}` "
+                          "or an LLM corpus (`activations: {model: ..., hook: ..., texts: [...]}`) to a family file; "
+                          "registry families run on LLM activations once those are wired to the registry")
     toy_spec = resolve_family(toy_name)
     if toy_spec.toy.d_model != family.d_in:
         raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but toy '{toy_name}' has d_model "
@@ -33,24 +40,76 @@ def run_sae_family(family: SAEFamily, device: str = "cpu") -> dict:
     model = ToyModel(toy_spec.toy)
     saes = load_family(family, device)
     x, features = eval_batch(model, toy_spec)
-    identities = []
-    for member, sae in zip(family.members, saes):
-        nominal = member.nominal_l0 if member.nominal_l0 is not None else getattr(sae.cfg, "k", None)
-        if nominal is None:
-            raise L0EvalError(f"member '{member.id}' has no nominal_l0 and its config has no k; set nominal_l0")
-        identities.append({"id": member.id, "l0": float(nominal), "seed": 0, "trained_here": False})
+    identities = [{"id": m.id, "l0": _nominal_l0(m, sae), "seed": 0, "trained_here": False}
+                  for m, sae in zip(family.members, saes)]
     assessment = assess_on_toy(toy_spec, model, saes, identities, x, features)
     flag_l0_disagreements(assessment["saes"])
-    family_record = {"name": family.name, "kind": "saes", "description": family.description, "d_in": family.d_in,
-                     "source": family.source, "activations": family.activations, "spec_path": family.spec_path,
-                     "selectors": {"snd_n": list(toy_spec.selectors.snd_n)},
-                     "members": [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "format": m.format,
-                                  "nominal_l0": m.nominal_l0} for m in family.members]}
-    return {"schema_version": 1, "family": family_record,
+    return {"schema_version": 1, "family": _family_record(family, list(toy_spec.selectors.snd_n)),
             "run": {**header, "finished": now(), "seeds": {"evaluation_data": toy_spec.evaluation.seed},
-                    "training": {"reused_cache": True, "samples_per_sae": None, "note": "SAEs loaded, not trained"},
-                    "evaluation": assessment.pop("evaluation"), "metric_versions": METRIC_VERSIONS},
+                    "training": _NOT_TRAINED, "evaluation": assessment.pop("evaluation"),
+                    "metric_versions": METRIC_VERSIONS},
             **assessment}
+
+
+_NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None, "note": "SAEs loaded, not trained"}
+
+
+def _nominal_l0(member, sae) -> float:
+    nominal = member.nominal_l0 if member.nominal_l0 is not None else getattr(sae.cfg, "k", None)
+    if nominal is None:
+        raise L0EvalError(f"member '{member.id}' has no nominal_l0 and its config has no k; set nominal_l0")
+    return float(nominal)
+
+
+def _family_record(family: SAEFamily, snd_n: list[int]) -> dict:
+    activations = {key: (asdict(value) if key == "llm" else value) for key, value in family.activations.items()}
+    return {"name": family.name, "kind": "saes", "description": family.description, "d_in": family.d_in,
+            "source": family.source, "activations": activations, "spec_path": family.spec_path,
+            "selectors": {"snd_n": snd_n},
+            "members": [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "format": m.format,
+                         "nominal_l0": m.nominal_l0} for m in family.members]}
+
+
+def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
+    """One model pass (cached) streamed through every SAE; no ground truth until downstream metrics exist."""
+    from l0eval.activations.pipeline import activation_cache
+
+    header = run_header(device)
+    cache = activation_cache(spec, device, progress)
+    d_model = next(cache.shards()).shape[1]
+    if d_model != family.d_in:
+        raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but {spec.model} at {spec.hook} gives "
+                          f"d_model {d_model}")
+    saes = load_family(family, device)
+    width = saes[0].cfg.d_sae
+    snd_n = [max(1, round(DEFAULT_N_OVER_WIDTH * width))]
+    n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})
+    # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
+    metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True)
+    rows, entries = [], []
+    for member, sae, met in zip(family.members, saes, metrics):
+        l0 = member.nominal_l0 if member.nominal_l0 is not None else met["l0"]
+        rows.append({"l0": l0, **{k: v for k, v in met.items() if k != "s_n_dec"},
+                     **{snd_column(float(n)): v for n, v in met["s_n_dec"].items()}})
+        entries.append({"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": met["l0"],
+                        "trained_here": False, "metrics": met})
+    flag_l0_disagreements(entries)
+    table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
+    return {"schema_version": 1, "family": _family_record(family, snd_n),
+            "run": {**header, "finished": now(), "training": _NOT_TRAINED,
+                    "activations": {**asdict(cache.key), "n_tokens": cache.key.n_tokens,
+                                    "batch_tokens": LLM_BATCH_TOKENS, "cache_dir": str(cache.directory)},
+                    "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec"},
+                    "metric_versions": METRIC_VERSIONS},
+            "ground_truth": {"true_l0": None,
+                             "reason": "LLM families have no true L0; the downstream targets (sparse-probing "
+                                       "peak, lowest absorption) are not computed yet"},
+            "saes": entries, "by_l0": table.to_dict(orient="records"),
+            "selectors": score_selectors(default_selectors(snd_n), table, None)}
+
+
+# s_n^dec's batch size B matters (the paper's LLM protocol: 4096-token batches, values averaged)
+LLM_BATCH_TOKENS = 4096
 
 
 # Loaders that pick the wrong architecture or drop a threshold show up as an L0 far from the release's.
