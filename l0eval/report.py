@@ -17,7 +17,8 @@ def _fmt(value, digits: int = 3) -> str:
 
 # (header, by_l0 column) in display order; columns a family lacks are left out
 _COLUMNS = [("VE", "variance_explained"), ("FVU", "fvu"), ("MSE", "mse"), ("L0 measured", "l0"),
-            ("dead", "dead_fraction"), ("c_dec", "c_dec"), ("c_enc", "c_enc")]
+            ("dead", "dead_fraction"), ("CE score", "ce_loss_score"), ("KL score", "kl_div_score"),
+            ("c_dec", "c_dec"), ("c_enc", "c_enc")]
 
 
 def l0_table(results: dict) -> str:

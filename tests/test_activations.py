@@ -283,6 +283,8 @@ def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys)
     l0s = [entry["measured_l0"] for entry in results["saes"]]
     assert l0s[0] > l0s[1] > l0s[2] > 0, l0s  # higher JumpReLU threshold, fewer active latents
     assert results["ground_truth"]["true_l0"] is None and "not computed yet" in results["ground_truth"]["reason"]
+    assert all({"ce_loss_score", "kl_div_score", "fvu", "c_dec"} <= set(e["metrics"]) for e in results["saes"])
+    assert results["run"]["evaluation"]["spliced_sequences"] == 16 and "spliced" in results["run"]["metric_versions"]
     assert results["family"]["selectors"]["snd_n"] == [23]  # round(12000 / 32768 * 64): the paper's n / width
     assert results["selectors"]["argmin_s_n_dec@23"]["chosen_l0"] in l0s
     assert "no ground truth" in capsys.readouterr().out
@@ -315,3 +317,39 @@ def test_llm_family_errors_are_clear(tmp_path, capsys):
     family.write_text(yaml.safe_dump(raw))
     assert main(["run", "--family", str(family), "--out", str(tmp_path), "--quiet"]) == 2
     assert "has fewer than 10000 sequences" in capsys.readouterr().err
+
+
+def exact_and_zero_saes(d_in=32):
+    """A ReLU SAE that reconstructs exactly (latents x+ and x-), and one that outputs zero."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    exact = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=2 * d_in))
+    eye = torch.eye(d_in)
+    exact.load_state_dict({"W_enc": torch.cat([eye, -eye], 1), "b_enc": torch.zeros(2 * d_in),
+                           "W_dec": torch.cat([eye, -eye], 0), "b_dec": torch.zeros(d_in)})
+    zero = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=8))
+    zero.load_state_dict({"W_enc": torch.randn(d_in, 8), "b_enc": torch.zeros(8), "W_dec": torch.zeros(8, d_in),
+                          "b_dec": torch.zeros(d_in)})
+    return exact, zero
+
+
+@pytest.mark.parametrize("hook", ["blocks.1.hook_resid_post", "blocks.2.hook_resid_pre"])
+def test_spliced_ce_and_kl_scores(hook):
+    from l0eval.activations.splice import spliced_metrics
+
+    model = tiny_model("llama")
+    tokens = [torch.randint(3, 100, (4, 12), generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    exact, zero = exact_and_zero_saes()
+    perfect, ablated = spliced_metrics(model, tokens, hook, [exact, zero])
+    assert perfect["ce_loss_with_sae"] == pytest.approx(perfect["ce_loss_clean"], abs=1e-5)
+    assert perfect["ce_loss_score"] == pytest.approx(1.0, abs=1e-3)
+    assert perfect["kl_div_with_sae"] == pytest.approx(0.0, abs=1e-6)
+    assert ablated["ce_loss_with_sae"] == pytest.approx(ablated["ce_loss_zero_ablation"], abs=1e-5)
+    assert ablated["ce_loss_score"] == pytest.approx(0.0, abs=1e-3)
+    assert ablated["kl_div_score"] == pytest.approx(0.0, abs=1e-5)
+    assert ablated["kl_div_zero_ablation"] > 0
+    with torch.no_grad():
+        logits = model(input_ids=tokens[0]).logits
+    manual = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 100), tokens[0][:, 1:].reshape(-1))
+    first_only = spliced_metrics(model, tokens[:1], hook, [exact])[0]
+    assert first_only["ce_loss_clean"] == pytest.approx(manual.item(), rel=1e-5)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
+
+import torch
 
 from l0eval import store
 from l0eval.activations.cache import ActivationCache, CacheKey, fill_cache
 from l0eval.activations.hooks import parse_hook, residual_activations
-from l0eval.activations.models import load_model
+from l0eval.activations.models import LoadedModel, load_model
 from l0eval.activations.spec import LLMActivationSpec
 from l0eval.activations.text import hub_texts, local_texts, token_sequences
 
@@ -20,8 +24,9 @@ def cache_key(spec: LLMActivationSpec, revision: str) -> CacheKey:
                     prepend_bos=spec.prepend_bos, shard_sequences=spec.batch_sequences)
 
 
-def activation_cache(spec: LLMActivationSpec, device: str = "cpu", progress: bool = True) -> ActivationCache:
-    """The cache for ``spec`` under ``$L0EVAL_CACHE/activations/``, filled if missing or unfinished.
+def activation_cache(spec: LLMActivationSpec, device: str = "cpu",
+                     progress: bool = True) -> tuple[LoadedModel, ActivationCache]:
+    """The model and the cache for ``spec`` under ``$L0EVAL_CACHE/activations/``, filled if missing or unfinished.
 
     The folder name hashes the whole key, so a different request never lands in the same folder; the
     manifest check inside ``ActivationCache`` guards against anything that slipped through anyway.
@@ -32,11 +37,22 @@ def activation_cache(spec: LLMActivationSpec, device: str = "cpu", progress: boo
     digest = hashlib.sha256(json.dumps(asdict(key), sort_keys=True).encode()).hexdigest()[:16]
     cache = ActivationCache(store.cache_root() / "activations" / digest, key)
     if cache.is_complete:
-        return cache
-    texts = local_texts(spec.texts, spec.field) if spec.texts else hub_texts(spec.dataset, spec.split, spec.field)
-    sequences = token_sequences(texts, loaded.tokenizer, spec.context, spec.prepend_bos)
+        return loaded, cache
 
     def activations_of(tokens):
         return residual_activations(loaded.model, tokens.to(device), spec.hook)
 
-    return fill_cache(cache, sequences, activations_of, progress)
+    return loaded, fill_cache(cache, corpus_sequences(spec, loaded.tokenizer), activations_of, progress)
+
+
+def corpus_sequences(spec: LLMActivationSpec, tokenizer) -> Iterator[torch.Tensor]:
+    """The spec's token sequences, in the same order every time (the cache and CE/KL use the same ones)."""
+    texts = local_texts(spec.texts, spec.field) if spec.texts else hub_texts(spec.dataset, spec.split, spec.field)
+    return token_sequences(texts, tokenizer, spec.context, spec.prepend_bos)
+
+
+def token_batches(spec: LLMActivationSpec, tokenizer, count: int, device: str) -> list[torch.Tensor]:
+    """The first ``count`` sequences of the corpus in model batches."""
+    sequences = list(itertools.islice(corpus_sequences(spec, tokenizer), count))
+    return [torch.stack(sequences[start:start + spec.batch_sequences]).to(device)
+            for start in range(0, len(sequences), spec.batch_sequences)]

@@ -28,6 +28,7 @@ class LLMActivationSpec:
     sequences: int = 256
     prepend_bos: bool = True
     batch_sequences: int = 8  # model forward batch; also the shard size of the cache
+    ce_sequences: int = 16  # sequences for CE/KL with the SAE spliced in (full forward passes); 0 skips
     dtype: str = "float32"
 
     @property
@@ -36,7 +37,7 @@ class LLMActivationSpec:
 
 
 _KEYS = {"model", "hook", "texts", "dataset", "split", "field", "context", "sequences", "prepend_bos",
-         "batch_sequences"}
+         "batch_sequences", "ce_sequences"}
 
 
 def parse_llm_activations(raw: Any, base: Path, default_hook: str) -> LLMActivationSpec:
@@ -60,4 +61,5 @@ def parse_llm_activations(raw: Any, base: Path, default_hook: str) -> LLMActivat
         sequences=number(spec.get("sequences", 256), "activations.sequences", integer=True, low=1),
         prepend_bos=prepend_bos,
         batch_sequences=number(spec.get("batch_sequences", 8), "activations.batch_sequences", integer=True, low=1),
+        ce_sequences=number(spec.get("ce_sequences", 16), "activations.ce_sequences", integer=True, low=0),
     )

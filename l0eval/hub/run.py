@@ -72,10 +72,11 @@ def _family_record(family: SAEFamily, snd_n: list[int]) -> dict:
 
 def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     """One model pass (cached) streamed through every SAE; no ground truth until downstream metrics exist."""
-    from l0eval.activations.pipeline import activation_cache
+    from l0eval.activations import splice
+    from l0eval.activations.pipeline import activation_cache, token_batches
 
     header = run_header(device)
-    cache = activation_cache(spec, device, progress)
+    loaded, cache = activation_cache(spec, device, progress)
     d_model = next(cache.shards()).shape[1]
     if d_model != family.d_in:
         raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but {spec.model} at {spec.hook} gives "
@@ -86,6 +87,10 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
     metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True)
+    if spec.ce_sequences:
+        tokens = token_batches(spec, loaded.tokenizer, spec.ce_sequences, device)
+        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes)):
+            met.update(spliced)
     rows, entries = [], []
     for member, sae, met in zip(family.members, saes, metrics):
         l0 = member.nominal_l0 if member.nominal_l0 is not None else met["l0"]
@@ -99,8 +104,9 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
             "run": {**header, "finished": now(), "training": _NOT_TRAINED,
                     "activations": {**asdict(cache.key), "n_tokens": cache.key.n_tokens,
                                     "batch_tokens": LLM_BATCH_TOKENS, "cache_dir": str(cache.directory)},
-                    "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec"},
-                    "metric_versions": METRIC_VERSIONS},
+                    "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec",
+                                   "spliced_sequences": spec.ce_sequences},
+                    "metric_versions": {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION}},
             "ground_truth": {"true_l0": None,
                              "reason": "LLM families have no true L0; the downstream targets (sparse-probing "
                                        "peak, lowest absorption) are not computed yet"},
