@@ -16,6 +16,7 @@ def isolated_cache(tmp_path, monkeypatch):
     yield
 
 
-def device_under_test() -> str:
-    """Tests exercise CUDA paths when a GPU is present, the CPU otherwise."""
+@pytest.fixture
+def device() -> str:
+    """Tests that take this fixture exercise the CUDA paths when a GPU is present, the CPU otherwise."""
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -269,13 +269,13 @@ def llm_family(tmp_path, d_in=32):
     return path
 
 
-def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys):
+def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys, device):
     from l0eval.activations import pipeline
     from l0eval.cli import main
     from l0eval.results import read_results
 
     family = llm_family(tmp_path)
-    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet", "--device", device]) == 0
     results = read_results(tmp_path / "out" / "tiny-llm-family.json")
     activations = results["run"]["activations"]
     assert activations["hook"] == "blocks.1.hook_resid_post" and activations["n_tokens"] == 160

@@ -37,10 +37,10 @@ def assert_no_nan(value):
         assert math.isfinite(value)
 
 
-def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys):
+def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, device):
     family = tiny_family(tmp_path)
     out = tmp_path / "results"
-    assert main(["run", "--family", str(family), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--family", str(family), "--out", str(out), "--quiet", "--device", device]) == 0
     printed = capsys.readouterr().out
     assert "L0 chosen by each selector" in printed and "argmin_s_n_dec@3" in printed
     results = read_results(out / "tiny-sweep.json")
@@ -63,7 +63,7 @@ def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys):
         assert entry["chosen_l0"] is None or entry["chosen_l0"] in {1.0, 2.0, 3.0, 4.0, 5.0}
     assert results["run"]["training"]["reused_cache"] is False
 
-    assert main(["run", "--family", str(family), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--family", str(family), "--out", str(out), "--quiet", "--device", device]) == 0
     again = read_results(out / "tiny-sweep.json")
     assert again["run"]["training"]["reused_cache"] is True
     assert [s["metrics"] for s in again["saes"]] == [s["metrics"] for s in results["saes"]]

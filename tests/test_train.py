@@ -73,13 +73,13 @@ def test_matches_sae_lens_batchtopk_trainer_step_by_step(normalize_decoder):
         assert reference.topk_threshold.item() == pytest.approx(trainer.model.topk_threshold[index].item(), rel=1e-5)
 
 
-def test_family_trained_together_equals_members_trained_alone():
+def test_family_trained_together_equals_members_trained_alone(device):
     batches = make_batches()
     k_values = [1.0, 2.5, 4.0]
     inits = [sae_lens_init(D_IN, D_SAE, member_seed(3, k)) for k in k_values]
-    together = FamilyTrainer(config(), inits, k_values, ListSource(batches)).fit(progress=False)
+    together = FamilyTrainer(config(), inits, k_values, ListSource(batches), device=device).fit(progress=False)
     for index, k in enumerate(k_values):
-        alone = FamilyTrainer(config(), [inits[index]], [k], ListSource(batches)).fit(progress=False)
+        alone = FamilyTrainer(config(), [inits[index]], [k], ListSource(batches), device=device).fit(progress=False)
         assert torch.allclose(alone.W_dec[0], together.W_dec[index], atol=1e-5)
         assert torch.allclose(alone.b_dec[0], together.b_dec[index], atol=1e-5)
 
