@@ -84,6 +84,26 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from l0eval.activations.pipeline import activation_cache
+    from l0eval.catalog import resolve
+    from l0eval.train.llm import train_missing_l0s
+
+    family = resolve(args.family)
+    if isinstance(family, FamilySpec) or "llm" not in family.activations:
+        raise L0EvalError(f"'{args.family}' has no LLM activations to train on (toy families train with `run`)")
+    width = args.width or family.width
+    if not width:
+        raise L0EvalError("the family file has no 'width': pass --width")
+    _, cache = activation_cache(family.activations["llm"], args.device, progress=not args.quiet)
+    added = train_missing_l0s(family.name, cache, [float(k) for k in args.l0], width, args.samples, seed=args.seed,
+                              batch_size=args.batch_size, lr=args.lr, device=args.device, progress=not args.quiet)
+    for member in added:
+        print(f"trained L0 {member['nominal_l0']:g} ({member['samples']:,} tokens) -> {member['path']}")
+    print(f"{len(added)} SAEs added to family '{family.name}' as trained-here members")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l0eval", description="Which L0 is right for this sparse autoencoder?")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the paper's full recipe: 15M samples per SAE at lr 3e-4, 5 seed replicates")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
+
+    train = sub.add_parser("train", help="train BatchTopK SAEs at missing L0s on an LLM family's cached activations")
+    train.add_argument("--family", required=True, help="a `kind: saes` family file with an LLM `activations` section")
+    train.add_argument("--l0", type=float, nargs="+", required=True, help="the L0s (BatchTopK k) to train")
+    train.add_argument("--width", type=int, help="SAE width (default: the family's `width`)")
+    train.add_argument("--samples", type=int, default=2_000_000, help="training tokens per SAE (default 2M)")
+    train.add_argument("--batch-size", type=int, default=4096)
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(handler=_train)
 
     download = sub.add_parser("download", help="fetch a hub family's SAEs into the Hugging Face cache and check "
                                                "that each loads")

@@ -11,8 +11,6 @@ import json
 import os
 from pathlib import Path
 
-from sae_lens import SAE, TrainingSAE
-
 from l0eval.errors import ResultsError
 
 COMPLETE_MARKER = "complete.json"
@@ -38,13 +36,37 @@ def read_marker(directory: Path) -> dict:
     return json.loads((directory / COMPLETE_MARKER).read_text())
 
 
-def load_member(path: Path, device: str = "cpu") -> SAE:
+def trained_dir(family_name: str) -> Path:
+    """Where SAEs trained to fill a family's missing L0s live."""
+    return cache_root() / "trained" / family_name
+
+
+def trained_members(family_name: str) -> list[dict]:
+    """Members trained here for ``family_name`` ({"path", "nominal_l0", ...}), in the order they were added."""
+    manifest = trained_dir(family_name) / TRAINED_MANIFEST
+    return json.loads(manifest.read_text()) if manifest.is_file() else []
+
+
+def add_trained_members(family_name: str, added: list[dict]) -> None:
+    """Record new trained members; a retrained folder replaces its earlier entry."""
+    new_paths = {member["path"] for member in added}
+    members = [m for m in trained_members(family_name) if m["path"] not in new_paths] + added
+    trained_dir(family_name).mkdir(parents=True, exist_ok=True)
+    (trained_dir(family_name) / TRAINED_MANIFEST).write_text(json.dumps(members, indent=2) + "\n")
+
+
+TRAINED_MANIFEST = "members.json"
+
+
+def load_member(path: Path, device: str = "cpu"):
     """Load a SAELens-format folder; training architectures (e.g. ``batchtopk``) load as training SAEs,
     which keep their batch-level activation (the paper evaluates toy SAEs with BatchTopK)."""
     try:
         architecture = json.loads((path / "cfg.json").read_text()).get("architecture")
     except (OSError, json.JSONDecodeError) as exc:
         raise ResultsError(f"cannot read {path / 'cfg.json'}: {exc}") from exc
+    from sae_lens import SAE, TrainingSAE  # imported here: listing families must not pay sae-lens's import time
+
     loader = TrainingSAE if architecture in ("batchtopk", "matryoshka_batchtopk") else SAE
     try:
         sae = loader.load_from_disk(str(path), device=device)

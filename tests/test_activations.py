@@ -353,3 +353,35 @@ def test_spliced_ce_and_kl_scores(hook):
     manual = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 100), tokens[0][:, 1:].reshape(-1))
     first_only = spliced_metrics(model, tokens[:1], hook, [exact])[0]
     assert first_only["ce_loss_clean"] == pytest.approx(manual.item(), rel=1e-5)
+
+
+def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
+    from sae_lens import JumpReLUSAE
+
+    from l0eval import store
+    from l0eval.cli import main
+    from l0eval.hub.loaders import load_member
+    from l0eval.results import read_results
+
+    family = llm_family(tmp_path)
+    args = ["train", "--family", str(family), "--l0", "2", "6", "--width", "64", "--samples", "4096",
+            "--batch-size", "256", "--quiet"]
+    assert main(args) == 0
+    assert "2 SAEs added to family 'tiny-llm-family'" in capsys.readouterr().out
+    manifest = store.trained_members("tiny-llm-family")
+    assert [m["nominal_l0"] for m in manifest] == [2.0, 6.0] and all(m["samples"] == 4096 for m in manifest)
+    from l0eval.catalog import resolve
+
+    members = resolve(str(family)).members
+    assert [m.trained_here for m in members] == [False, False, False, True, True]
+    trained = load_member(members[3], d_in=32)
+    assert isinstance(trained, JumpReLUSAE)  # sae-lens's inference form of a BatchTopK SAE
+    assert torch.allclose(trained.W_dec.norm(dim=-1), torch.ones(64), atol=1e-4)  # decoder norms folded in
+
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    results = read_results(tmp_path / "out" / "tiny-llm-family.json")
+    assert [e["trained_here"] for e in results["saes"]] == [False, False, False, True, True]
+    assert all(e["measured_l0"] > 0 for e in results["saes"][3:])
+
+    assert main(args[:4] + ["0", "--width", "64", "--quiet"]) == 2
+    assert "every L0 must be in (0, width=64]" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from l0eval import store
 from l0eval.errors import SpecError
 from l0eval.validation import check_keys, number
 
@@ -34,6 +35,7 @@ class Member:
     repo_id: str | None = None
     release: str | None = None  # sae-lens release name (format "sae_lens_release")
     converter: str | None = None  # the release's sae-lens conversion_func (None: native SAELens format)
+    trained_here: bool = False  # filled in by `l0eval train` on this family's activations
     cfg_overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -183,6 +185,8 @@ def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     if len({m.id for m in members}) != len(members):
         raise SpecError("member ids must be unique (set 'id' where folder names repeat)")
     activations = _parse_activations(top.get("activations", {}), source_path.parent, str(top.get("hook", "")))
+    members += tuple(Member(id=f"trained_{Path(m['path']).name}", nominal_l0=m["nominal_l0"], format="sae_lens",
+                            path=m["path"], trained_here=True) for m in store.trained_members(str(top["name"])))
     return SAEFamily(name=str(top["name"]), description=str(top.get("description", "")),
                      model=str(top.get("model", "")), hook=str(top.get("hook", "")),
                      d_in=number(top["d_in"], "d_in", integer=True, low=1),

@@ -40,7 +40,7 @@ def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True
     model = ToyModel(toy_spec.toy)
     saes = load_family(family, device)
     x, features = eval_batch(model, toy_spec)
-    identities = [{"id": m.id, "l0": _nominal_l0(m, sae), "seed": 0, "trained_here": False}
+    identities = [{"id": m.id, "l0": _nominal_l0(m, sae), "seed": 0, "trained_here": m.trained_here}
                   for m, sae in zip(family.members, saes)]
     assessment = assess_on_toy(toy_spec, model, saes, identities, x, features)
     flag_l0_disagreements(assessment["saes"])
@@ -67,7 +67,7 @@ def _family_record(family: SAEFamily, snd_n: list[int]) -> dict:
             "source": family.source, "activations": activations, "spec_path": family.spec_path,
             "selectors": {"snd_n": snd_n},
             "members": [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "format": m.format,
-                         "nominal_l0": m.nominal_l0} for m in family.members]}
+                         "nominal_l0": m.nominal_l0, "trained_here": m.trained_here} for m in family.members]}
 
 
 def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
@@ -97,7 +97,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
         rows.append({"l0": l0, **{k: v for k, v in met.items() if k != "s_n_dec"},
                      **{snd_column(float(n)): v for n, v in met["s_n_dec"].items()}})
         entries.append({"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": met["l0"],
-                        "trained_here": False, "metrics": met})
+                        "trained_here": member.trained_here, "metrics": met})
     flag_l0_disagreements(entries)
     table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
     return {"schema_version": 1, "family": _family_record(family, snd_n),

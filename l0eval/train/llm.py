@@ -1,0 +1,76 @@
+"""Fill missing L0s of an LLM family: BatchTopK SAEs trained together on the family's cached activations.
+
+The recipe is the paper's LLM one through the batched trainer: decoder treated as unit-norm
+(sae-lens's ``rescale_acts_by_decoder_norm``), Adam 3e-4, batches of 4096 tokens. Each trained SAE is
+saved as sae-lens saves a BatchTopK SAE for inference (JumpReLU with the learned global threshold,
+decoder norms folded in) and registered as a "trained here" member of the family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import torch
+
+from l0eval import store
+from l0eval.activations.cache import ActivationCache
+from l0eval.errors import L0EvalError
+from l0eval.toy.model import batchtopk_sae
+from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
+
+
+class CacheBatchSource:
+    """Random token rows of an activation cache, drawn with a seeded generator (memory-mapped reads)."""
+
+    def __init__(self, cache: ActivationCache, seed: int):
+        self.shards = list(cache.shards())
+        self.offsets = np.cumsum([0] + [shard.shape[0] for shard in self.shards])
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        """``batch_size`` rows drawn with replacement, read shard by shard (order within a batch is irrelevant:
+        the loss is a mean and BatchTopK ranks the whole batch)."""
+        rows = np.sort(torch.randint(int(self.offsets[-1]), (batch_size,), generator=self.generator).numpy())
+        shard_of_row = np.searchsorted(self.offsets, rows, side="right") - 1
+        parts = [self.shards[shard][rows[shard_of_row == shard] - self.offsets[shard]]
+                 for shard in np.unique(shard_of_row)]
+        return torch.from_numpy(np.concatenate(parts).astype(np.float32))
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.cpu())
+
+
+def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[float], width: int, samples: int,
+                      seed: int = 0, batch_size: int = 4096, lr: float = 3e-4, device: str = "cpu",
+                      progress: bool = True) -> list[dict]:
+    """Train one BatchTopK SAE per k together, save them, and add them to the family's trained members."""
+    d_in = next(cache.shards()).shape[1]
+    if any(not 0 < k <= width for k in k_values):
+        raise L0EvalError(f"every L0 must be in (0, width={width}]; got {k_values}")
+    if samples < batch_size:
+        raise L0EvalError(f"--samples {samples} is smaller than one batch ({batch_size})")
+    config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
+                           normalize_decoder=True)
+    fingerprint = hashlib.sha256(json.dumps([str(cache.directory), k_values, width, samples, seed, batch_size, lr])
+                                 .encode()).hexdigest()[:16]
+    run_dir = store.trained_dir(family_name) / fingerprint
+    inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
+    trainer = FamilyTrainer(config, inits, k_values, CacheBatchSource(cache, seed), device=device,
+                            workdir=run_dir / "train", fingerprint=fingerprint)
+    trained = trainer.fit(progress=progress)
+    added = []
+    for index, k in enumerate(k_values):
+        folder = run_dir / f"k{k:g}"
+        sae = batchtopk_sae(trained.member_state_dict(index), k, normalize_decoder=True,
+                            metadata={"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
+                                      "model_name": cache.key.model})
+        sae.save_inference_model(str(folder))
+        added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed})
+    store.add_trained_members(family_name, added)
+    (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
+    return added
