@@ -87,8 +87,8 @@ def _size(num_bytes: float) -> str:
     return f"{num_bytes:.0f} PB"
 
 
-def _l0_text(values: list[float]) -> str:
-    return f"{min(values):g}-{max(values):g}" if values else "from config"
+def _l0_text(l0_range: tuple[float, float] | None) -> str:
+    return f"{l0_range[0]:g}-{l0_range[1]:g}" if l0_range else "from config"
 
 
 def family_table(include_generated: bool = False) -> str:
@@ -99,16 +99,17 @@ def family_table(include_generated: bool = False) -> str:
     for name in builtin_family_names():
         spec = resolve_family(name)
         lines.append(f"{name:44s} {'toy':20s} {'-':>5s} {spec.sae.d_sae:>7d} {'batchtopk':10s} "
-                     f"{len(spec.sae.k_values):>4d} {_l0_text(list(spec.sae.k_values)):>10s} {'-':>9s} trains")
+                     f"{len(spec.sae.k_values):>4d} {_l0_text((min(spec.sae.k_values), max(spec.sae.k_values))):>10s} "
+                     f"{'-':>9s} trains")
     families = dict(hub_families())
     if include_generated:
         families.update(generated_families())
     for name, family in families.items():
-        known = [m.nominal_l0 for m in family.members if m.nominal_l0 is not None]
         cached = sum(is_cached(m) for m in family.members)
         size = _size(family.download_bytes) if family.d_in else "?"
+        l0s = _l0_text(family.l0_range())
         lines.append(f"{name:44s} {family.model:20s} {str(family.layer):>5s} {family.width:>7d} "
-                     f"{family.architecture:10s} {len(family.members):>4d} {_l0_text(known):>10s} {size:>9s} "
+                     f"{family.architecture:10s} {len(family.members):>4d} {l0s:>10s} {size:>9s} "
                      f"{cached}/{len(family.members)}")
     return "\n".join(lines)
 

@@ -28,6 +28,18 @@ def snd_column(n: float) -> str:
     return f"s_n_dec@{int(n) if float(n).is_integer() else n}"
 
 
+def metric_row(l0: float, metrics: dict, **extra) -> dict:
+    """One row of a metric table: the SAE's L0, its flat metrics, and ``s_n_dec`` spread into
+    ``s_n_dec@n`` columns."""
+    row = {"l0": l0, **extra}
+    for name, value in metrics.items():
+        if name == "s_n_dec":
+            row.update({snd_column(float(n)): v for n, v in value.items()})
+        else:
+            row[name] = value
+    return row
+
+
 def _finite_rows(table: pd.DataFrame, column: str) -> pd.DataFrame:
     values = pd.to_numeric(table[column], errors="coerce")
     return table[np.isfinite(values.astype(float))]

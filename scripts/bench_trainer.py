@@ -20,8 +20,8 @@ from sae_lens.training.sae_trainer import SAETrainer
 
 from l0eval.results import device_description, library_versions, now, write_json
 from l0eval.spec import resolve_family
-from l0eval.toy.model import ToyBatchSource, ToyModel, batchtopk_sae
-from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
+from l0eval.toy.model import ToyBatchSource, ToyModel
+from l0eval.train.batched import FamilyTrainer, TrainerConfig, batchtopk_sae, member_seed, sae_lens_init
 
 
 def batched(spec, model, samples: int, device: str) -> float:

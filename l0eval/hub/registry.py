@@ -150,7 +150,7 @@ def _parse_member(raw: Any, index: int, base: Path) -> Member:
         raise SpecError(f"'{where}.format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = str(member["path"])
     if repo_id is None and release is None:
-        path = str((base / path).resolve()) if not Path(path).is_absolute() else path
+        path = str((base / path).resolve())  # an absolute path stays itself
         if fmt != "sae_lens":
             raise SpecError(f"'{where}': a local folder must be in SAELens format (cfg.json + "
                             "sae_weights.safetensors)")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from l0eval.errors import L0EvalError
 from l0eval.evaluate import METRIC_VERSIONS, evaluate_family
-from l0eval.heuristics import default_selectors, score_selectors, snd_column
+from l0eval.heuristics import default_selectors, metric_row, score_selectors
 from l0eval.hub.loaders import load_family
 from l0eval.hub.registry import SAEFamily
 from l0eval.results import now, run_header
@@ -94,8 +94,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     rows, entries = [], []
     for member, sae, met in zip(family.members, saes, metrics):
         l0 = member.nominal_l0 if member.nominal_l0 is not None else met["l0"]
-        rows.append({"l0": l0, **{k: v for k, v in met.items() if k != "s_n_dec"},
-                     **{snd_column(float(n)): v for n, v in met["s_n_dec"].items()}})
+        rows.append(metric_row(l0, met))
         entries.append({"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": met["l0"],
                         "trained_here": member.trained_here, "metrics": met})
     flag_l0_disagreements(entries)

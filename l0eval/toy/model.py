@@ -6,10 +6,11 @@ import dataclasses
 from functools import cached_property
 
 import torch
-from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+from sae_lens import BatchTopKTrainingSAE
 
 from l0eval.spec import ToySpec
 from l0eval.toy.data import StarCorrelation, ToyDataSampler, correlation_matrix, orthogonal_embedding
+from l0eval.train.batched import batchtopk_sae
 
 
 class ToyModel:
@@ -72,22 +73,6 @@ def ground_truth_weights(embedding: torch.Tensor, d_sae: int) -> dict[str, torch
     w_enc[:, :n_features] = embedding
     return {"W_enc": w_enc, "b_enc": torch.zeros(d_sae), "W_dec": w_enc.T.clone().contiguous(),
             "b_dec": torch.zeros(d_model)}
-
-
-def batchtopk_sae(weights: dict[str, torch.Tensor], k: float, normalize_decoder: bool = False,
-                  metadata: dict | None = None) -> BatchTopKTrainingSAE:
-    """A sae-lens BatchTopK SAE holding ``weights``: ``encode`` applies BatchTopK(k) over the batch it gets."""
-    d_in, d_sae = weights["W_enc"].shape
-    cfg = BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=float(k),
-                                     rescale_acts_by_decoder_norm=normalize_decoder)
-    for key, value in (metadata or {}).items():
-        setattr(cfg.metadata, key, value)
-    sae = BatchTopKTrainingSAE(cfg)
-    state = {name: tensor.float() for name, tensor in weights.items() if name != "topk_threshold"}
-    state["topk_threshold"] = weights.get("topk_threshold", torch.tensor(0.0)).double()
-    sae.load_state_dict(state)
-    sae.eval()
-    return sae
 
 
 def ground_truth_sae(model: ToyModel, k: float) -> BatchTopKTrainingSAE:

@@ -17,13 +17,13 @@ import torch
 
 from l0eval import store
 from l0eval.evaluate import METRIC_VERSIONS, evaluate_family
-from l0eval.heuristics import default_selectors, score_selectors, snd_column
+from l0eval.heuristics import default_selectors, metric_row, score_selectors
 from l0eval.metrics.reconstruction import ReconstructionAccumulator
 from l0eval.metrics.toy_recovery import feature_mixing
 from l0eval.results import now, run_header
 from l0eval.spec import FamilySpec
-from l0eval.toy.model import ToyBatchSource, ToyModel, batchtopk_sae, ground_truth_sae, ground_truth_weights
-from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
+from l0eval.toy.model import ToyBatchSource, ToyModel, ground_truth_sae, ground_truth_weights
+from l0eval.train.batched import FamilyTrainer, TrainerConfig, batchtopk_sae, member_seed, sae_lens_init
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,8 @@ def train_or_load(spec: FamilySpec, model: ToyModel, members: list[Member], devi
             "resumed_from_step": trainer.resumed_from_step}
     saes = []
     for index, member in enumerate(members):
-        sae = batchtopk_sae(trained.member_state_dict(index), member.k, cfg.normalize_decoder,
-                            metadata={"l0eval_family": spec.name, "l0eval_member": member.id,
-                                      "l0eval_seed": member.seed})
+        sae = trained.member_sae(index, {"l0eval_family": spec.name, "l0eval_member": member.id,
+                                         "l0eval_seed": member.seed})
         sae.save_model(str(directory / "members" / member.id))
         saes.append(sae.to(device))
     store.mark_complete(directory, info)
@@ -116,16 +115,6 @@ def _reconstruction(sae, x: torch.Tensor) -> dict[str, float]:
     acts = sae.encode(x)
     acc.update(x, sae.decode(acts), acts)
     return acc.compute()
-
-
-def _flat_row(identity: dict, metrics: dict) -> dict:
-    row = {"l0": identity["l0"], "seed": identity["seed"]}
-    for name, value in metrics.items():
-        if name == "s_n_dec":
-            row.update({snd_column(float(n)): v for n, v in value.items()})
-        else:
-            row[name] = value
-    return row
 
 
 def run_toy_family(spec: FamilySpec, device: str = "cpu", progress: bool = True) -> dict:
@@ -155,7 +144,8 @@ def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: lis
     and whether l0eval trained it."""
     n_values = spec.evaluation.n_values or tuple(range(1, spec.sae.d_sae // 2 + 1))
     metrics = evaluate_family(saes, [x], n_values, spec.training.normalize_decoder, model.embedding)
-    per_member = pd.DataFrame([_flat_row(ident, met) for ident, met in zip(identities, metrics)])
+    per_member = pd.DataFrame([metric_row(ident["l0"], met, seed=ident["seed"])
+                               for ident, met in zip(identities, metrics)])
     by_l0 = per_member.drop(columns="seed").groupby("l0", as_index=False).mean()
     seeds = sorted(per_member.seed.unique())
     replicates = [per_member[per_member.seed == s].drop(columns="seed") for s in seeds] if len(seeds) > 1 else []

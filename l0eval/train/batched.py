@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -180,10 +181,31 @@ class StackedBatchTopK(nn.Module):
         updated = (1 - lr) * self.topk_threshold + lr * min_positive
         self.topk_threshold.copy_(torch.where(has_positive, updated, self.topk_threshold))
 
+    def member_sae(self, index: int, metadata: dict | None = None) -> BatchTopKTrainingSAE:
+        """Member ``index`` as a sae-lens BatchTopK training SAE (on the CPU), ready to save."""
+        return batchtopk_sae({name: t.cpu() for name, t in self.member_state_dict(index).items()},
+                             float(self.k[index]), self.normalize_decoder, metadata)
+
     def member_state_dict(self, index: int) -> dict[str, torch.Tensor]:
         return {"W_enc": self.W_enc[index].detach().clone(), "b_enc": self.b_enc[index].detach().clone(),
                 "W_dec": self.W_dec[index].detach().clone(), "b_dec": self.b_dec[index].detach().clone(),
                 "topk_threshold": self.topk_threshold[index].clone()}
+
+
+def batchtopk_sae(weights: dict[str, torch.Tensor], k: float, normalize_decoder: bool = False,
+                  metadata: dict | None = None) -> BatchTopKTrainingSAE:
+    """A sae-lens BatchTopK SAE holding ``weights``: ``encode`` applies BatchTopK(k) over the batch it gets."""
+    d_in, d_sae = weights["W_enc"].shape
+    cfg = BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=float(k),
+                                     rescale_acts_by_decoder_norm=normalize_decoder)
+    for key, value in (metadata or {}).items():
+        setattr(cfg.metadata, key, value)
+    sae = BatchTopKTrainingSAE(cfg)
+    state = {name: tensor.float() for name, tensor in weights.items() if name != "topk_threshold"}
+    state["topk_threshold"] = weights.get("topk_threshold", torch.tensor(0.0)).double()
+    sae.load_state_dict(state)
+    sae.eval()
+    return sae
 
 
 def batch_topk(acts: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,6 @@ import torch
 from l0eval import store
 from l0eval.activations.cache import ActivationCache
 from l0eval.errors import L0EvalError
-from l0eval.toy.model import batchtopk_sae
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
 
 
@@ -66,10 +65,9 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
     added = []
     for index, k in enumerate(k_values):
         folder = run_dir / f"k{k:g}"
-        sae = batchtopk_sae(trained.member_state_dict(index), k, normalize_decoder=True,
-                            metadata={"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
-                                      "model_name": cache.key.model})
-        sae.save_inference_model(str(folder))
+        metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
+                    "model_name": cache.key.model}
+        trained.member_sae(index, metadata).save_inference_model(str(folder))
         added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed})
     store.add_trained_members(family_name, added)
     (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
