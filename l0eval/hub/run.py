@@ -76,12 +76,12 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     from l0eval.activations.pipeline import activation_cache, token_batches
 
     header = run_header(device)
+    saes = load_family(family, device)  # first: a family without usable SAEs fails before the model pass
     loaded, cache = activation_cache(spec, device, progress)
     d_model = next(cache.shards()).shape[1]
     if d_model != family.d_in:
         raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but {spec.model} at {spec.hook} gives "
                           f"d_model {d_model}")
-    saes = load_family(family, device)
     width = saes[0].cfg.d_sae
     snd_n = [max(1, round(DEFAULT_N_OVER_WIDTH * width))]
     n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})
