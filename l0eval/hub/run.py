@@ -51,7 +51,8 @@ def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True
             **assessment}
 
 
-_NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None, "note": "SAEs loaded, not trained"}
+_NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None,
+                "note": "SAEs loaded, not trained in this run (trained-here members say how under family.members)"}
 
 
 def _nominal_l0(member, sae) -> float:
@@ -67,7 +68,8 @@ def _family_record(family: SAEFamily, snd_n: list[int]) -> dict:
             "source": family.source, "activations": activations, "spec_path": family.spec_path,
             "selectors": {"snd_n": snd_n},
             "members": [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "format": m.format,
-                         "nominal_l0": m.nominal_l0, "trained_here": m.trained_here} for m in family.members]}
+                         "nominal_l0": m.nominal_l0, "trained_here": m.trained_here,
+                         **({"training": m.training} if m.trained_here else {})} for m in family.members]}
 
 
 def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
