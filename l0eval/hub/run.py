@@ -88,10 +88,11 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     snd_n = [max(1, round(DEFAULT_N_OVER_WIDTH * width))]
     n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
-    metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True)
+    metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True,
+                              progress_total=cache.key.n_tokens if progress else None)
     if spec.ce_sequences:
         tokens = token_batches(spec, loaded.tokenizer, spec.ce_sequences, device)
-        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes)):
+        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes, progress)):
             met.update(spliced)
     rows, entries = [], []
     for member, sae, met in zip(family.members, saes, metrics):
