@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 
 import torch
+from filelock import FileLock
 
 from l0eval import store
 from l0eval.activations.cache import ActivationCache, CacheKey, fill_cache
@@ -35,14 +36,18 @@ def activation_cache(spec: LLMActivationSpec, device: str = "cpu",
     loaded = load_model(spec.model, device=device)
     key = cache_key(spec, loaded.revision)
     digest = hashlib.sha256(json.dumps(asdict(key), sort_keys=True).encode()).hexdigest()[:16]
-    cache = ActivationCache(store.cache_root() / "activations" / digest, key)
-    if cache.is_complete:
-        return loaded, cache
+    directory = store.cache_root() / "activations" / digest
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # several processes may ask for the same cache at once (shards of a family, `--executor ray`): one fills it
+    with FileLock(f"{directory}.lock"):
+        cache = ActivationCache(directory, key)
+        if cache.is_complete:
+            return loaded, cache
 
-    def activations_of(tokens):
-        return residual_activations(loaded.model, tokens.to(device), spec.hook)
+        def activations_of(tokens):
+            return residual_activations(loaded.model, tokens.to(device), spec.hook)
 
-    return loaded, fill_cache(cache, corpus_sequences(spec, loaded.tokenizer), activations_of, progress)
+        return loaded, fill_cache(cache, corpus_sequences(spec, loaded.tokenizer), activations_of, progress)
 
 
 def corpus_sequences(spec: LLMActivationSpec, tokenizer) -> Iterator[torch.Tensor]:
