@@ -34,12 +34,11 @@ from l0eval.activations.models import load_model
 from l0eval.catalog import resolve
 from l0eval.executors.local import run_family
 from l0eval.executors.ray import RayOptions, run_on_ray
+from l0eval.executors.records import without_timing_and_host
 from l0eval.results import device_description, library_versions, now, to_json_safe, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "smollm2-135m-gguf"
-TIMING_AND_HOST = {"started", "finished", "wall_seconds", "train_seconds", "trained_at", "cache_dir", "device_name",
-                   "executor"}
 
 
 def write_families(work: Path, sequences: int, toy_samples: int) -> list[str]:
@@ -103,17 +102,9 @@ def timed_ray(families: list, slots: int) -> tuple[float, float, dict]:
     return time.perf_counter() - started, start_up, results
 
 
-def comparable(value):
-    if isinstance(value, dict):
-        return {key: comparable(item) for key, item in value.items() if key not in TIMING_AND_HOST}
-    if isinstance(value, list):
-        return [comparable(item) for item in value]
-    return value
-
-
 def differences(a, b, where: str = "") -> list[str]:
     """Where two results differ as written to JSON, timing and host fields aside."""
-    a, b = comparable(to_json_safe(a)), comparable(to_json_safe(b))
+    a, b = without_timing_and_host(to_json_safe(a)), without_timing_and_host(to_json_safe(b))
     if isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b):
         return [line for key in a for line in differences(a[key], b[key], f"{where}/{key}")]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):

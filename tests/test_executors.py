@@ -17,11 +17,8 @@ from test_run_toy import tiny_family
 
 from l0eval.catalog import resolve
 from l0eval.cli import main
+from l0eval.executors.records import without_timing_and_host
 from l0eval.executors.units import _shard_bytes, estimated_model_bytes, plan_units
-
-# what differs between two runs of the same work: clocks, the cache folder, the worker's thread count
-TIMING_AND_HOST = {"started", "finished", "wall_seconds", "train_seconds", "trained_at", "cache_dir", "device_name",
-                   "executor"}
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +29,8 @@ def ray_cluster():
     ray.shutdown()
 
 
-def comparable(value):
-    if isinstance(value, dict):
-        return {key: comparable(item) for key, item in value.items() if key not in TIMING_AND_HOST}
-    if isinstance(value, list):
-        return [comparable(item) for item in value]
-    return value
-
-
 def read(path):
-    return comparable(json.loads(path.read_text()))
+    return without_timing_and_host(json.loads(path.read_text()))
 
 
 def families(tmp_path):

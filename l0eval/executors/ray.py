@@ -85,6 +85,8 @@ class _Driver:
         self.failed_families: set[str] = set()
         self.outcome = Outcome()
         self.progress = _Progress(families, self.records, options.progress)
+        # a request above every node's memory would wait forever: such a unit gets a node to itself
+        self.largest_node_memory = max(node["Resources"].get("memory", 1) for node in ray.nodes() if node["Alive"])
 
     def run(self) -> Outcome:
         budget = int(self.options.unit_memory_gb * 2**30)
@@ -113,7 +115,7 @@ class _Driver:
         if self.options.device.startswith("cuda"):
             share = math.ceil(unit.estimated_bytes / (self.options.unit_memory_gb * 2**30) / GPU_SHARE_STEP)
             return {"num_gpus": min(1.0, max(1, share) * GPU_SHARE_STEP)}
-        return {"num_cpus": 1, "memory": max(unit.estimated_bytes, 1)}
+        return {"num_cpus": 1, "memory": min(max(unit.estimated_bytes, 1), self.largest_node_memory)}
 
     def _worker_device(self) -> str:
         return "cuda" if self.options.device.startswith("cuda") else "cpu"  # Ray hides the other GPUs

@@ -121,3 +121,17 @@ def _member_keys(family: FamilySpec | SAEFamily, ids: list[str]) -> dict[str, st
     if isinstance(family, FamilySpec):  # the family key covers the spec and the member id names the SAE
         return {member_id: _digest(member_id) for member_id in ids}
     return {member.id: _digest(dataclasses.asdict(member)) for member in family.members}
+
+
+# the fields that differ between two runs of the same work: clocks, cache folders, host and thread count
+TIMING_AND_HOST = frozenset({"started", "finished", "wall_seconds", "train_seconds", "trained_at", "cache_dir",
+                             "device_name", "executor"})
+
+
+def without_timing_and_host(value):
+    """Results with the timing and host fields dropped, at any depth: what two executors must agree on."""
+    if isinstance(value, dict):
+        return {key: without_timing_and_host(item) for key, item in value.items() if key not in TIMING_AND_HOST}
+    if isinstance(value, list):
+        return [without_timing_and_host(item) for item in value]
+    return value

@@ -107,7 +107,8 @@ def _tokens(family: FamilySpec | SAEFamily) -> int:
         return family.activations["llm"].sequences * family.activations["llm"].context
     from l0eval.spec import resolve_family
 
-    return resolve_family(family.activations["toy"]).evaluation.samples
+    toy = family.activations.get("toy")
+    return resolve_family(toy).evaluation.samples if toy else 0  # no activations: the unit reports the error
 
 
 def estimated_model_bytes(model: str) -> int:
