@@ -90,7 +90,7 @@ def test_ray_gives_the_local_results_and_resumes_from_records(ray_cluster, tmp_p
 
 
 def test_a_killed_worker_is_retried_and_the_run_completes(ray_cluster, tmp_path, monkeypatch, capsys):
-    slow = toy_family(tmp_path, "toy-slow", samples=400_000)
+    slow = toy_family(tmp_path, "toy-slow", samples=150_000)
     quick = families(tmp_path)[0]
     assert run(tmp_path, monkeypatch, "cache-local", "local", [slow, quick], "--quiet") == 0
     exit_code = []
