@@ -24,7 +24,7 @@ from l0eval.executors.local import run_family
 from l0eval.hub.registry import SAEFamily
 from l0eval.spec import FamilySpec
 
-# fp32 bytes per number; LLM models load in float32 (l0eval.activations.models.load_model's default)
+# SAE weights and activations are float32 whatever the model's dtype
 FLOAT_BYTES = 4
 
 
@@ -63,7 +63,7 @@ def plan_units(family: FamilySpec | SAEFamily, missing: list[str], budget_bytes:
     if not (isinstance(family, SAEFamily) and "llm" in family.activations):
         return [Unit(family, tuple(member_ids(family)), 0, 1, _small_family_bytes(family), _tokens(family))]
     spec = family.activations["llm"]
-    model = estimated_model_bytes(spec.model)
+    model = estimated_model_bytes(spec.model, spec.model_dtype)
     by_id = {member.id: member for member in family.members}
     shards: list[list] = [[]]
     for member_id in missing:
@@ -111,9 +111,10 @@ def _tokens(family: FamilySpec | SAEFamily) -> int:
     return resolve_family(toy).evaluation.samples if toy else 0  # no activations: the unit reports the error
 
 
-def estimated_model_bytes(model: str) -> int:
-    """Parameter count x 4 bytes, read from the model's config on the meta device (no weights loaded);
+def estimated_model_bytes(model: str, dtype: str = "float32") -> int:
+    """Parameter count x dtype size, read from the model's config on the meta device (no weights loaded);
     0 when the config is not on this machine (a hub model not yet downloaded, a GGUF not yet converted)."""
+    import torch
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -126,7 +127,7 @@ def estimated_model_bytes(model: str) -> int:
         return 0
     with init_empty_weights():
         skeleton = AutoModelForCausalLM.from_config(config)
-    return FLOAT_BYTES * sum(parameter.numel() for parameter in skeleton.parameters())
+    return getattr(torch, dtype).itemsize * sum(parameter.numel() for parameter in skeleton.parameters())
 
 
 def run_unit(unit: Unit, device: str, cache_root: str | None) -> dict:

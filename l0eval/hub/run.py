@@ -51,7 +51,8 @@ def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True
             **assessment}
 
 
-_NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None, "note": "SAEs loaded, not trained"}
+_NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None,
+                "note": "SAEs loaded, not trained in this run (trained-here members say how under family.members)"}
 
 
 def _nominal_l0(member, sae) -> float:
@@ -67,7 +68,8 @@ def _family_record(family: SAEFamily, snd_n: list[int]) -> dict:
             "source": family.source, "activations": activations, "spec_path": family.spec_path,
             "selectors": {"snd_n": snd_n},
             "members": [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "format": m.format,
-                         "nominal_l0": m.nominal_l0, "trained_here": m.trained_here} for m in family.members]}
+                         "nominal_l0": m.nominal_l0, "trained_here": m.trained_here,
+                         **({"training": m.training} if m.trained_here else {})} for m in family.members]}
 
 
 def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
@@ -76,20 +78,21 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     from l0eval.activations.pipeline import activation_cache, token_batches
 
     header = run_header(device)
+    saes = load_family(family, device)  # first: a family without usable SAEs fails before the model pass
     loaded, cache = activation_cache(spec, device, progress)
     d_model = next(cache.shards()).shape[1]
     if d_model != family.d_in:
         raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but {spec.model} at {spec.hook} gives "
                           f"d_model {d_model}")
-    saes = load_family(family, device)
     width = saes[0].cfg.d_sae
     snd_n = [max(1, round(DEFAULT_N_OVER_WIDTH * width))]
     n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
-    metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True)
+    metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True,
+                              progress_total=cache.key.n_tokens if progress else None)
     if spec.ce_sequences:
         tokens = token_batches(spec, loaded.tokenizer, spec.ce_sequences, device)
-        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes)):
+        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes, progress)):
             met.update(spliced)
     rows, entries = [], []
     for member, sae, met in zip(family.members, saes, metrics):
