@@ -55,3 +55,13 @@ def test_batched_trainer_benchmark_shows_the_batched_trainer_ahead():
     assert len(bench["family"]["k_values"]) == 25
     assert bench["speedup"] == pytest.approx(bench["sae_lens_one_by_one_seconds"] / bench["batched_seconds"])
     assert bench["speedup"] > 1
+
+
+def test_killed_real_run_resumes_without_recomputing_and_gives_identical_results():
+    """`python scripts/demo_resume.py` (SmolLM2-135M, the smollm2-l0 family's SAEs)"""
+    demo = load("demo_resume.json")
+    assert 0 < demo["shards_finished_when_killed"] < demo["shards_total"]
+    assert demo["finished_shards_rewritten_on_resume"] == 0
+    assert demo["shards_computed_on_resume"] == demo["shards_total"] - demo["shards_finished_when_killed"]
+    assert demo["shards_byte_identical_to_uninterrupted_run"] and demo["metrics_identical_to_uninterrupted_run"]
+    assert demo["selectors_identical_to_uninterrupted_run"]
