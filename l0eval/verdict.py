@@ -126,14 +126,12 @@ def judge_family(results: dict, design: BootstrapDesign = BootstrapDesign()) -> 
 
 
 def selector_tally(verdicts: list[dict], toy: bool) -> dict[str, dict]:
-    """Per selector over every (family, target) of one kind (toy or LLM): hits within one step, count, mean
-    |steps| and mean regret."""
+    """Per selector over every (family, target) of one kind (``toy``: a known true L0; else the downstream
+    targets of LLM families): hits within one step, count, mean |steps| and mean regret."""
     tally: dict[str, dict] = {}
     for verdict in verdicts:
-        if (verdict["kind"] == "toy") != toy:
-            continue
         for row in verdict["rows"]:
-            if row.get("target") is None:
+            if row.get("target") is None or (row["target"] == "true_l0") != toy:
                 continue
             entry = tally.setdefault(row["selector"], {"hits": 0, "judged": 0, "steps": [], "regret": []})
             entry["judged"] += 1
