@@ -61,18 +61,32 @@ def batch_matrices(saes: Sequence[dict]) -> dict[str, np.ndarray]:
 
 
 def resampled_tables(saes: Sequence[dict], design: BootstrapDesign):
-    """Yield ``design.resamples`` per-L0 tables, each from one draw of batches and seed replicates."""
+    """Yield ``design.resamples`` per-L0 tables, each from one draw of batches and seed replicates.
+
+    Each table is the mean over the drawn replicates (with multiplicity) of every member's metrics, with
+    the per-batch metrics averaged over the drawn batches; missing values are skipped, as pandas does."""
     members = member_table(saes)
     matrices = batch_matrices(saes)
     n_batches = next(iter(matrices.values())).shape[1] if matrices else 1
-    replicates = sorted(members["seed"].unique())
+    columns = [c for c in members.columns if c not in ("l0", "seed")]
+    resampled = [columns.index(c) for c in matrices]
+    stacked = np.stack(list(matrices.values())) if matrices else np.empty((0, len(members), 1))
+    grid, group = np.unique(members["l0"].to_numpy(float), return_inverse=True)
+    replicates, replicate_of = np.unique(members["seed"].to_numpy(float), return_inverse=True)
+    static = members[columns].to_numpy(float)
     rng = np.random.default_rng(design.seed)
     for _ in range(design.resamples):
         batch_draw = rng.integers(0, n_batches, n_batches)
-        seed_draw = rng.choice(replicates, len(replicates)) if len(replicates) > 1 else replicates
-        table = members.assign(**{c: m[:, batch_draw].mean(axis=1) for c, m in matrices.items()})
-        drawn = pd.concat([table[table["seed"] == s] for s in seed_draw])
-        yield drawn.drop(columns="seed").groupby("l0", as_index=False).mean()
+        seed_draw = rng.integers(0, len(replicates), len(replicates)) if len(replicates) > 1 else np.zeros(1, int)
+        values = static.copy()
+        values[:, resampled] = stacked[:, :, batch_draw].mean(axis=2).T
+        weights = np.bincount(seed_draw, minlength=len(replicates))[replicate_of][:, None] * np.isfinite(values)
+        sums, totals = np.zeros((len(grid), len(columns))), np.zeros((len(grid), len(columns)))
+        np.add.at(sums, group, np.where(weights > 0, values, 0.0) * weights)
+        np.add.at(totals, group, weights)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = sums / totals
+        yield pd.DataFrame({"l0": grid, **dict(zip(columns, means.T))})
 
 
 def bootstrap_choices(selectors: Sequence[Selector], saes: Sequence[dict],

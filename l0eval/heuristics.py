@@ -51,8 +51,9 @@ def argmin_of(column: str) -> Callable[[pd.DataFrame], float | None]:
     def pick(table: pd.DataFrame) -> float | None:
         if column not in table:
             return None  # not measured for this family (e.g. an n beyond its width)
-        rows = _finite_rows(table, column)
-        return None if rows.empty else float(rows.loc[rows[column].astype(float).idxmin(), "l0"])
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
+        finite = np.flatnonzero(np.isfinite(values))
+        return float(table["l0"].to_numpy(float)[finite[np.argmin(values[finite])]]) if finite.size else None
 
     return pick
 
