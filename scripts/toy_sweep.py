@@ -4,9 +4,10 @@ to results/<family>.json, then the leaderboard regenerated from everything in re
     python scripts/toy_sweep.py [--device cpu] [--out results] [--leaderboard leaderboard]
 
 The families (l0eval/families/sweep-*.yaml) differ in true L0 (4 to 25), width (including width >
-number of true features) and correlation strength (none to strong). Trained SAEs are cached, so a
-second run only re-evaluates (about a minute); from an empty cache the sweep trains for about
-5-10 minutes on 2 CPU cores.
+number of true features) and correlation strength (none to strong). From an empty cache the sweep
+trains 100 SAEs (about 40 CPU-minutes: 17-29 minutes per family on the development machine's 2 cores
+shared with other jobs, `run.wall_seconds` in each file); trained SAEs are cached, so a second run
+only re-evaluates (a few minutes).
 """
 
 from __future__ import annotations
