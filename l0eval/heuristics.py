@@ -7,6 +7,7 @@ name (``s_n_dec@12``, ``c_dec``, ``variance_explained``, ...).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -146,21 +147,24 @@ def self_consistent_n(l0: float) -> int:
     return int(np.floor(l0)) + 1
 
 
-def snd_self_consistent(table: pd.DataFrame) -> float | None:
+def snd_self_consistent(table: pd.DataFrame, interior: bool = False) -> float | None:
     """s_n^dec with n chosen from the family's own L0s, no hand-set n.
 
-    The paper's argmin of s_n^dec finds the true L0 when n sits just above it (and drifts to large L0 when
-    n is below it). So test each candidate L0 k with n_k = floor(k) + 1: k is self-consistent when
+    The paper's argmin of s_n^dec finds the true L0 when n sits just above it (and drifts away when n is
+    below it). So test each candidate L0 k with n_k = floor(k) + 1: k is self-consistent when
     argmin_L0 s_{n_k}^dec is k itself. The smallest self-consistent k is chosen; if none is, the candidate
     whose argmin lands nearest itself (in log L0; ties to the lower L0). Candidates whose s_{n_k} was not
-    measured are skipped.
+    measured are skipped. ``interior``: an argmin at either end of the L0 grid is no dip (the curve just
+    falls or rises across the sweep), so such candidates are skipped too.
     """
+    grid = table["l0"].astype(float)
+    ends = {grid.min(), grid.max()} if interior else set()
     candidates = []
-    for l0 in sorted(table["l0"].astype(float)):
+    for l0 in sorted(grid):
         column = snd_column(self_consistent_n(l0))
         if column in table:
             landed = argmin_of(column)(table)
-            if landed is not None:
+            if landed is not None and landed not in ends:
                 candidates.append((abs(np.log(landed) - np.log(l0)), l0))
     return min(candidates)[1] if candidates else None
 
@@ -209,6 +213,9 @@ def default_selectors(snd_n: Sequence[float], canonical_target: float = 100.0,
     selectors += [
         Selector("s_n_dec_self_consistent", "smallest L0 k that minimises s_n^dec at n = floor(k) + 1",
                  snd_self_consistent),
+        Selector("s_n_dec_self_consistent_interior", "as s_n_dec_self_consistent, ignoring argmins at either end "
+                 "of the L0 grid (added after the toy sweep showed boundary fixed points)",
+                 functools.partial(snd_self_consistent, interior=True)),
         Selector("argmin_c_dec", "L0 minimising mean |cos| between decoder rows", argmin_of("c_dec")),
         Selector("argmin_c_enc", "L0 minimising mean |cos| between encoder columns", argmin_of("c_enc")),
         Selector("rd_knee_kneedle", "Kneedle knee of variance explained vs log L0 (rate-distortion)",

@@ -65,7 +65,7 @@ def test_scores_against_ground_truth_with_replicates():
     assert scores["canonical_100"]["within_one"] is False
     assert set(scores) == {"argmin_s_n_dec@12", "argmin_s_n_dec@13", "argmin_s_n_dec@14", "argmin_c_dec",
                            "argmin_c_enc", "rd_knee_kneedle", "rd_knee_max_curvature", "rd_budget_90",
-                           "s_n_dec_self_consistent", "canonical_100"}
+                           "s_n_dec_self_consistent", "s_n_dec_self_consistent_interior", "canonical_100"}
     with_width = score_selectors(default_selectors([12], width=50), t, 10.9525)
     assert {"argmin_s_n_dec@paper_ratio", "s_n_dec_width_aggregate"} <= set(with_width)
 
@@ -86,6 +86,12 @@ def test_self_consistent_snd_needs_no_hand_set_n():
         assert snd_self_consistent(snd_family(true_l0)) == true_l0
     # uneven L0 grid: n = floor(k) + 1 for each candidate
     assert snd_self_consistent(snd_family(16, l0s=[2, 4, 8, 16, 32], width=40)) == 16
+    # a curve that falls towards the smallest L0 for n below the truth makes that L0 a (boundary) fixed point
+    falling = snd_family(11)
+    for n in range(1, 12):
+        falling[f"s_n_dec@{n}"] = falling["l0"] / 100 + 0.01 * n
+    assert snd_self_consistent(falling) == 1.0
+    assert snd_self_consistent(falling, interior=True) == 11.0
     # no column for any candidate's n: no choice
     assert snd_self_consistent(pd.DataFrame({"l0": [1.0, 2.0], "c_dec": [0.1, 0.2]})) is None
 
