@@ -64,7 +64,7 @@ def family_plot(verdict: dict, path: Path) -> Path:
     ax = fig.add_subplot(grid[panel_rows, :])
     _choices_panel(ax, verdict, selectors, limits)
     fig.suptitle(f"{verdict['family']}: {verdict['description']}", fontsize=10)
-    fig.subplots_adjust(left=0.17, right=0.98, top=0.94, bottom=0.06, hspace=0.45, wspace=0.25)
+    fig.subplots_adjust(left=0.21, right=0.98, top=0.94, bottom=0.06, hspace=0.45, wspace=0.25)
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
@@ -96,4 +96,5 @@ def _log_x(ax) -> None:
     """Log L0 axis with plain-number ticks and no minor ticks (which also keeps drawing fast)."""
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())

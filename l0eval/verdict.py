@@ -154,7 +154,8 @@ def summary_line(verdicts: list[dict], toy: bool) -> str | None:
             else "LLM family targets (sparse-probing peak, lowest absorption)")
     line = (f"Across {judged} {what}, {best} picked within one L0 step of the ground truth in "
             f"{tally[best]['hits']} of {judged}")
-    others = [name for name in (RD_KNEE, "s_n_dec_self_consistent", HAND_N) if name in tally and name != best]
+    others = [name for name in (RD_KNEE, HAND_N, "s_n_dec_self_consistent", "s_n_dec_self_consistent_interior")
+              if name in tally and name != best]
     for name in others:
         line += f", vs {tally[name]['hits']} of {judged} for {_LABELS.get(name, name)}"
     return line + "."
@@ -162,6 +163,7 @@ def summary_line(verdicts: list[dict], toy: bool) -> str | None:
 
 _LABELS = {RD_KNEE: "the rate-distortion knee (rd_knee_kneedle)",
            "s_n_dec_self_consistent": "the n-free s_n^dec (s_n_dec_self_consistent)",
+           "s_n_dec_self_consistent_interior": "its post-hoc interior variant",
            HAND_N: "s_n^dec at the hand-set n (argmin_s_n_dec@hand_n)"}
 
 
