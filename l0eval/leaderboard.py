@@ -122,6 +122,7 @@ def markdown(verdicts: list[dict], skipped: list[str]) -> str:
     for verdict in verdicts:
         lines.append(f"- **{verdict['family']}**: {verdict['description']}. "
                      + (f"No target: {verdict['no_target_reason']}. " if verdict["no_target_reason"] else "")
+                     + f"Bootstrap over {verdict['bootstrap_unit']}. "
                      + f"![{verdict['family']}](plots/{verdict['family']}.png)")
     lines += ["", "## Selectors", ""]
     descriptions = dict(item for v in verdicts for item in v["selectors"].items())

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from l0eval.bootstrap import BootstrapDesign, bootstrap_selectors
+from l0eval.bootstrap import BootstrapDesign, batch_matrices, bootstrap_selectors
 from l0eval.heuristics import Selector, default_selectors
 
 # LLM-family targets, read from metric columns where a results file has them: (column, higher is better).
@@ -118,9 +118,13 @@ def judge_family(results: dict, design: BootstrapDesign = BootstrapDesign()) -> 
     family = results["family"]
     truth = results.get("ground_truth", {})
     hand_n = (family.get("selectors", {}).get("snd_n") or [None])[0]
+    batches = batch_matrices(results["saes"])
+    replicates = len({entry.get("seed") or 0 for entry in results["saes"]})
+    resampled = (f"{next(iter(batches.values())).shape[1]} evaluation batches and {replicates} seed replicate(s)"
+                 if batches else f"{replicates} seed replicate(s) only (this file has no per-batch values)")
     return {"family": family["name"], "description": family.get("description", ""), "kind": family.get("kind"),
             "grid": table["l0"].tolist(), "table": table, "targets": targets, "hand_n": hand_n,
-            "width": family_width(results),
+            "width": family_width(results), "bootstrap_unit": resampled,
             "selectors": {s.name: s.description for s in selectors}, "rows": rows,
             "no_target_reason": None if targets else truth.get("reason", "no ground truth and no target metric")}
 
