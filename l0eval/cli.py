@@ -121,6 +121,38 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from l0eval.leaderboard import collect, compare_text
+
+    verdicts, skipped = collect(args.results, _bootstrap_design(args))
+    print(compare_text(verdicts))
+    for line in skipped:
+        print(f"not judged: {line}")
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from l0eval.leaderboard import write_leaderboard
+
+    written = write_leaderboard(args.results, args.out, _bootstrap_design(args))
+    print(f"leaderboard written to {args.out}/ ({len(written)} files)")
+    return 0
+
+
+def _bootstrap_design(args: argparse.Namespace):
+    from l0eval.bootstrap import BootstrapDesign
+
+    if args.resamples < 1:
+        raise L0EvalError("--resamples must be at least 1")
+    return BootstrapDesign(resamples=args.resamples, seed=args.bootstrap_seed)
+
+
+def _add_verdict_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results", help="directory of family results (default: results)")
+    parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples (default 200)")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l0eval", description="Which L0 is right for this sparse autoencoder?")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                "that each loads")
     download.add_argument("--family", required=True)
     download.set_defaults(handler=_download)
+
+    compare = sub.add_parser("compare", help="per family in results/, each selector's choice vs the ground truth")
+    _add_verdict_options(compare)
+    compare.set_defaults(handler=_compare)
+
+    leaderboard = sub.add_parser("leaderboard", help="regenerate leaderboard/ (markdown, CSV, HTML, plots) from "
+                                                     "every family in results/")
+    _add_verdict_options(leaderboard)
+    leaderboard.add_argument("--out", default="leaderboard", help="output directory (default: leaderboard)")
+    leaderboard.set_defaults(handler=_leaderboard)
 
     families = sub.add_parser("families", help="list known families (`families show NAME` lists members)")
     families.add_argument("action", nargs="?", choices=["list", "show"], default="list")

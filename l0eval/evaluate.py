@@ -30,11 +30,12 @@ METRIC_VERSIONS = {
 @torch.no_grad()
 def evaluate_family(saes: Sequence, batches: Iterable[torch.Tensor], n_values: Sequence[float],
                     normalize_decoder: bool = False, embedding: torch.Tensor | None = None,
-                    progress_total: int | None = None) -> list[dict]:
+                    progress_total: int | None = None, keep_batches: bool = False) -> list[dict]:
     """Metrics per SAE: reconstruction/sparsity, s_n^dec for each n, c_dec, c_enc and (toys) feature recovery.
 
     With ``progress_total`` (the number of input rows), a progress bar shows rows (tokens) per second.
-    """
+    ``keep_batches`` adds ``batches``: each batch's own ``mse``, ``variance_explained``, ``fvu`` and
+    ``s_n_dec`` (n -> list), in batch order, so that a bootstrap can resample batches (l0eval.bootstrap)."""
     recon = [ReconstructionAccumulator(sae.cfg.d_sae, sae.W_dec.device) for sae in saes]
     snd = [DecoderProjectionAccumulator(sae.W_dec, sae.b_dec, n_values, normalize_decoder) for sae in saes]
     bar = tqdm(total=progress_total, unit="tok", unit_scale=True, desc=f"{len(saes)} SAEs",
@@ -55,6 +56,10 @@ def evaluate_family(saes: Sequence, batches: Iterable[torch.Tensor], n_values: S
         metrics["c_enc"] = encoder_cosine(sae.W_enc)
         if embedding is not None:
             metrics["feature_recovery"] = feature_recovery(sae.W_dec, embedding.to(sae.W_dec.device))
+        if keep_batches:
+            metrics["batches"] = {**{name: [batch[name] for batch in recon_acc.per_batch]
+                                     for name in ("mse", "variance_explained", "fvu")},
+                                  "s_n_dec": {_n_key(n): values for n, values in snd_acc.per_batch.items()}}
         results.append(metrics)
     return results
 

@@ -65,3 +65,26 @@ def test_killed_real_run_resumes_without_recomputing_and_gives_identical_results
     assert demo["shards_computed_on_resume"] == demo["shards_total"] - demo["shards_finished_when_killed"]
     assert demo["shards_byte_identical_to_uninterrupted_run"] and demo["metrics_identical_to_uninterrupted_run"]
     assert demo["selectors_identical_to_uninterrupted_run"]
+
+
+def test_toy_sweep_covers_the_issue_configurations():
+    """`python scripts/toy_sweep.py`"""
+    sweep = [load(path.name) for path in sorted(RESULTS.glob("sweep-*.json"))]
+    assert len(sweep) >= 4
+    assert any(r["family"]["sae"]["d_sae"] > r["family"]["toy"]["n_features"] for r in sweep)
+    assert any(r["ground_truth"]["true_l0"] > 20 for r in sweep)
+    for results in sweep:
+        assert results["run"]["evaluation"]["bootstrap"]["seed"] == 0
+        assert all(len(entry["batches"]["mse"]) == 10 for entry in results["saes"])
+
+
+def test_committed_leaderboard_is_what_the_code_makes_from_the_committed_results(tmp_path):
+    """`l0eval leaderboard`"""
+    from l0eval.leaderboard import write_leaderboard
+
+    committed = RESULTS.parent / "leaderboard"
+    write_leaderboard(RESULTS, tmp_path)
+    for name in ("README.md", "leaderboard.csv", "index.html"):
+        assert (tmp_path / name).read_text() == (committed / name).read_text(), name
+    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert plots == sorted(p.name for p in (committed / "plots").iterdir())  # PNG bytes vary with the font stack

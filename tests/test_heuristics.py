@@ -4,7 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from l0eval.heuristics import argmin_of, closest_to, default_selectors, kneedle_knee, score_selectors
+from l0eval.heuristics import (
+    SND_WIDTH_FRACTIONS,
+    argmin_of,
+    closest_to,
+    default_selectors,
+    kneedle_knee,
+    max_curvature_knee,
+    reconstruction_budget,
+    score_selectors,
+    snd_n_values,
+    snd_self_consistent,
+    snd_width_aggregate,
+    width_fraction_n,
+)
 
 
 def table():
@@ -51,4 +64,68 @@ def test_scores_against_ground_truth_with_replicates():
     assert scores["argmin_s_n_dec@14"]["chosen_l0"] == 12.0
     assert scores["canonical_100"]["within_one"] is False
     assert set(scores) == {"argmin_s_n_dec@12", "argmin_s_n_dec@13", "argmin_s_n_dec@14", "argmin_c_dec",
-                           "argmin_c_enc", "rd_knee_kneedle", "canonical_100"}
+                           "argmin_c_enc", "rd_knee_kneedle", "rd_knee_max_curvature", "rd_budget_90",
+                           "s_n_dec_self_consistent", "s_n_dec_self_consistent_interior", "canonical_100"}
+    with_width = score_selectors(default_selectors([12], width=50), t, 10.9525)
+    assert {"argmin_s_n_dec@paper_ratio", "s_n_dec_width_aggregate"} <= set(with_width)
+
+
+def snd_family(true_l0=11, l0s=range(1, 26), width=50):
+    """s_n^dec as the paper's toy shows it: for n just above the true L0 the curve dips at the true L0;
+    for n below the true L0 it falls towards the largest L0 (the argmin drifts away)."""
+    l0 = np.array(list(l0s), dtype=float)
+    columns = {}
+    for n in range(1, width):
+        dip = np.abs(l0 - true_l0) / 10 + 0.01 * n
+        columns[f"s_n_dec@{n}"] = dip if n > true_l0 else 1.0 - l0 / 100 + 0.01 * n
+    return pd.DataFrame({"l0": l0, **columns})
+
+
+def test_self_consistent_snd_needs_no_hand_set_n():
+    for true_l0 in (4, 11, 20):
+        assert snd_self_consistent(snd_family(true_l0)) == true_l0
+    # uneven L0 grid: n = floor(k) + 1 for each candidate
+    assert snd_self_consistent(snd_family(16, l0s=[2, 4, 8, 16, 32], width=40)) == 16
+    # a curve that falls towards the smallest L0 for n below the truth makes that L0 a (boundary) fixed point
+    falling = snd_family(11)
+    for n in range(1, 12):
+        falling[f"s_n_dec@{n}"] = falling["l0"] / 100 + 0.01 * n
+    assert snd_self_consistent(falling) == 1.0
+    assert snd_self_consistent(falling, interior=True) == 11.0
+    # no column for any candidate's n: no choice
+    assert snd_self_consistent(pd.DataFrame({"l0": [1.0, 2.0], "c_dec": [0.1, 0.2]})) is None
+
+
+def test_snd_n_values_cover_every_rule():
+    needed = snd_n_values([2, 4, 8, 16, 32], width=40, snd_n=[12])
+    assert {3, 5, 9, 17, 33, 12, width_fraction_n(40, 12000 / 32768)} <= set(needed)
+    assert {width_fraction_n(40, f) for f in SND_WIDTH_FRACTIONS} <= set(needed)
+    assert max(needed) < 40
+
+
+def rate_distortion(l0, elbow=8.0):
+    """FVU falling as a power law until the elbow, then flat (on log-log axes: a straight line, then a bend)."""
+    return np.where(l0 < elbow, (l0 / elbow) ** -1.5 * 0.02, 0.02 * (1 - 0.01 * (l0 - elbow) / l0))
+
+
+def test_max_curvature_knee_finds_the_log_log_elbow():
+    l0 = np.array([1, 2, 3, 4, 6, 8, 11, 16, 22, 32], dtype=float)
+    assert max_curvature_knee(pd.DataFrame({"l0": l0, "fvu": rate_distortion(l0)})) == 8.0
+    # a straight power law has no elbow
+    assert max_curvature_knee(pd.DataFrame({"l0": l0, "fvu": l0**-1.0})) is None
+
+
+def test_reconstruction_budget_is_the_smallest_l0_reaching_the_gain():
+    t = pd.DataFrame({"l0": [1.0, 2, 4, 8, 16], "fvu": [1.0, 0.5, 0.2, 0.08, 0.0]})
+    assert reconstruction_budget(0.9)(t) == 8.0  # FVU 0.08 <= 1 - 0.9 * 1
+    assert reconstruction_budget(0.5)(t) == 2.0
+    # without FVU, 1 - variance explained; a worse larger L0 does not count (Pareto frontier)
+    t = pd.DataFrame({"l0": [1.0, 2, 4, 8], "variance_explained": [0.0, 0.95, 0.5, 0.96]})
+    assert reconstruction_budget(0.9)(t) == 2.0
+
+
+def test_width_aggregate_averages_normalised_curves():
+    # n = 5, 10, 25, 50 of width 100: all above a true L0 of 4, the argmin of every curve is 4
+    assert snd_width_aggregate(100)(snd_family(4, l0s=range(1, 15), width=100)) == 4.0
+    # three of the four n below a true L0 of 30: their curves fall towards the largest L0 and win
+    assert snd_width_aggregate(100)(snd_family(30, l0s=range(20, 41), width=100)) == 40.0

@@ -61,6 +61,15 @@ def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, 
     assert {"argmin_s_n_dec@3", "argmin_c_dec", "rd_knee_kneedle", "canonical_100"} <= set(selectors)
     for entry in selectors.values():
         assert entry["chosen_l0"] is None or entry["chosen_l0"] in {1.0, 2.0, 3.0, 4.0, 5.0}
+        assert set(entry["bootstrap"]["plausible_l0s"]) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert {"s_n_dec_self_consistent", "rd_knee_max_curvature", "rd_budget_90", "argmin_s_n_dec@paper_ratio",
+            "s_n_dec_width_aggregate"} <= set(selectors)
+    # s_n^dec measured at n just above every L0 (the self-consistent rule), up to width - 1
+    assert {"5", "6"} <= set(member["metrics"]["s_n_dec"])
+    bootstrap = results["run"]["evaluation"]["bootstrap"]
+    assert bootstrap["seed"] == 0 and bootstrap["evaluation_batches"] == 10 and bootstrap["seed_replicates"] == 2
+    assert len(member["batches"]["mse"]) == 10
+    assert sum(member["batches"]["mse"]) / 10 == pytest.approx(member["metrics"]["mse"], rel=0.05)
     assert results["run"]["training"]["reused_cache"] is False
 
     assert main(["run", "--family", str(family), "--out", str(out), "--quiet", "--device", device]) == 0

@@ -13,9 +13,10 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from l0eval.bootstrap import BootstrapDesign, add_bootstrap
 from l0eval.errors import L0EvalError
 from l0eval.evaluate import METRIC_VERSIONS, evaluate_family
-from l0eval.heuristics import default_selectors, metric_row, score_selectors
+from l0eval.heuristics import default_selectors, metric_row, score_selectors, snd_n_values, width_fraction_n
 from l0eval.hub.loaders import load_family
 from l0eval.hub.registry import SAEFamily
 from l0eval.results import now, run_header
@@ -85,11 +86,13 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
         raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but {spec.model} at {spec.hook} gives "
                           f"d_model {d_model}")
     width = saes[0].cfg.d_sae
-    snd_n = [max(1, round(DEFAULT_N_OVER_WIDTH * width))]
-    n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})
+    snd_n = [width_fraction_n(width, DEFAULT_N_OVER_WIDTH)]
+    # members without a nominal L0 get no self-consistent n (their L0 is known only after this pass)
+    n_values = snd_n_values([m.nominal_l0 for m in family.members if m.nominal_l0 is not None], width, snd_n)
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
     metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True,
-                              progress_total=cache.key.n_tokens if progress else None)
+                              progress_total=cache.key.n_tokens if progress else None,
+                              keep_batches=True)
     if spec.ce_sequences:
         tokens = token_batches(spec, loaded.tokenizer, spec.ce_sequences, device)
         for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes, progress)):
@@ -97,23 +100,27 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     rows, entries = [], []
     for member, sae, met in zip(family.members, saes, metrics):
         l0 = member.nominal_l0 if member.nominal_l0 is not None else met["l0"]
+        batches = met.pop("batches")
         rows.append(metric_row(l0, met))
         entries.append({"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": met["l0"],
-                        "trained_here": member.trained_here, "metrics": met})
+                        "trained_here": member.trained_here, "metrics": met, "batches": batches})
     flag_l0_disagreements(entries)
     table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
+    selectors = default_selectors(snd_n, width=width)
+    design = BootstrapDesign()
     return {"schema_version": 1, "family": _family_record(family, snd_n),
             "run": {**header, "finished": now(), "training": _NOT_TRAINED,
                     "activations": {**asdict(cache.key), "n_tokens": cache.key.n_tokens,
                                     "batch_tokens": LLM_BATCH_TOKENS, "cache_dir": str(cache.directory)},
                     "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec",
-                                   "spliced_sequences": spec.ce_sequences},
+                                   "spliced_sequences": spec.ce_sequences, "width": width,
+                                   "bootstrap": design.record(len(entries[0]["batches"]["mse"]), 1)},
                     "metric_versions": {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION}},
             "ground_truth": {"true_l0": None,
                              "reason": "LLM families have no true L0; the downstream targets (sparse-probing "
                                        "peak, lowest absorption) are not computed yet"},
             "saes": entries, "by_l0": table.to_dict(orient="records"),
-            "selectors": score_selectors(default_selectors(snd_n), table, None)}
+            "selectors": add_bootstrap(score_selectors(selectors, table, None), selectors, entries, design)}
 
 
 # s_n^dec's batch size B matters (the paper's LLM protocol: 4096-token batches, values averaged)

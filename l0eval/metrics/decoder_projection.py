@@ -61,19 +61,17 @@ class DecoderProjectionAccumulator:
         self.b_dec = b_dec
         self.n_values = list(n_values)
         self.normalize_decoder = normalize_decoder
-        self.sums = {n: 0.0 for n in self.n_values}
-        self.batches = 0
+        self.per_batch: dict[float, list[float]] = {n: [] for n in self.n_values}
         self.batch_size: int | None = None
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         projections = decoder_projections(x, self.w_dec, self.b_dec, self.normalize_decoder)
         for n, value in nth_largest_per_input(projections, self.n_values).items():
-            self.sums[n] += value
-        self.batches += 1
+            self.per_batch[n].append(value)
         self.batch_size = x.shape[0] if self.batch_size is None else self.batch_size
 
     def compute(self) -> dict[float, float]:
-        if self.batches == 0:
+        if not self.n_values or not self.per_batch[self.n_values[0]]:
             raise ValueError("no batches were seen")
-        return {n: total / self.batches for n, total in self.sums.items()}
+        return {n: sum(values) / len(values) for n, values in self.per_batch.items()}

@@ -25,16 +25,18 @@ class ReconstructionAccumulator:
         self.active_latents = 0.0
         self.sum_x: torch.Tensor | None = None
         self.fired = torch.zeros(d_sae, dtype=torch.bool, device=device)
+        self.per_batch: list[dict[str, float | None]] = []  # each batch's own mse, VE and FVU (for bootstraps)
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, x_hat: torch.Tensor, acts: torch.Tensor) -> None:
         x, x_hat = x.double(), x_hat.double()
         if not torch.isfinite(x_hat).all():
             raise FloatingPointError("the SAE produced NaN or inf reconstructions")
+        squared_error, squared_norm, batch_sum = float((x_hat - x).square().sum()), float(x.square().sum()), x.sum(0)
+        self.per_batch.append(_reconstruction_metrics(x.shape[0], squared_error, squared_norm, batch_sum))
         self.n += x.shape[0]
-        self.squared_error += float((x_hat - x).square().sum())
-        self.squared_norm += float(x.square().sum())
-        batch_sum = x.sum(0)
+        self.squared_error += squared_error
+        self.squared_norm += squared_norm
         self.sum_x = batch_sum if self.sum_x is None else self.sum_x + batch_sum
         active = acts != 0
         self.active_latents += float(active.sum())
@@ -43,14 +45,17 @@ class ReconstructionAccumulator:
     def compute(self) -> dict[str, float]:
         if self.n == 0:
             raise ValueError("no inputs were seen")
-        mse = self.squared_error / self.n
-        second_moment = self.squared_norm / self.n
-        mean = self.sum_x / self.n
-        variance = second_moment - float(mean.square().sum())
         return {
-            "mse": mse,
-            "variance_explained": 1.0 - mse / second_moment,
-            "fvu": mse / variance if variance > 0 else None,
+            **_reconstruction_metrics(self.n, self.squared_error, self.squared_norm, self.sum_x),
             "l0": self.active_latents / self.n,
             "dead_fraction": float((~self.fired).float().mean()),
         }
+
+
+def _reconstruction_metrics(n: int, squared_error: float, squared_norm: float,
+                            sum_x: torch.Tensor) -> dict[str, float | None]:
+    mse = squared_error / n
+    second_moment = squared_norm / n
+    variance = second_moment - float((sum_x / n).square().sum())
+    return {"mse": mse, "variance_explained": 1.0 - mse / second_moment,
+            "fvu": mse / variance if variance > 0 else None}

@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 
 from l0eval import store
+from l0eval.bootstrap import BootstrapDesign, add_bootstrap
 from l0eval.evaluate import METRIC_VERSIONS, evaluate_family
-from l0eval.heuristics import default_selectors, metric_row, score_selectors
+from l0eval.heuristics import default_selectors, metric_row, score_selectors, snd_n_values
 from l0eval.metrics.reconstruction import ReconstructionAccumulator
 from l0eval.metrics.toy_recovery import feature_mixing
 from l0eval.results import now, run_header
@@ -142,25 +143,40 @@ def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: lis
     """Metrics for every SAE on the toy's evaluation batch, the per-L0 table and every selector scored
     against the toy's true L0. ``identities`` give each SAE's id, L0 (the sweep axis), seed replicate
     and whether l0eval trained it."""
-    n_values = spec.evaluation.n_values or tuple(range(1, spec.sae.d_sae // 2 + 1))
+    width = saes[0].cfg.d_sae
+    n_values = spec.evaluation.n_values or tuple(sorted(
+        {*range(1, width // 2 + 1), *snd_n_values([i["l0"] for i in identities], width, spec.selectors.snd_n)}))
     metrics = evaluate_family(saes, [x], n_values, spec.training.normalize_decoder, model.embedding)
+    # the bootstrap's batches: the same evaluation set in BOOTSTRAP_BATCHES parts (the metrics above stay
+    # those of the whole set, BatchTopK over all of it, as the paper's toy evaluation)
+    per_batch = evaluate_family(saes, x.chunk(BOOTSTRAP_BATCHES), n_values, spec.training.normalize_decoder,
+                                keep_batches=True)
     per_member = pd.DataFrame([metric_row(ident["l0"], met, seed=ident["seed"])
                                for ident, met in zip(identities, metrics)])
     by_l0 = per_member.drop(columns="seed").groupby("l0", as_index=False).mean()
     seeds = sorted(per_member.seed.unique())
     replicates = [per_member[per_member.seed == s].drop(columns="seed") for s in seeds] if len(seeds) > 1 else []
     true_l0 = spec.toy.true_l0
-    selectors = default_selectors(spec.selectors.snd_n, spec.selectors.canonical_target)
+    selectors = default_selectors(spec.selectors.snd_n, spec.selectors.canonical_target, width)
+    entries = [{"id": ident["id"], "nominal_l0": ident["l0"], "measured_l0": met["l0"], "seed": ident["seed"],
+                "trained_here": ident["trained_here"], "metrics": met, "batches": batch["batches"]}
+               for ident, met, batch in zip(identities, metrics, per_batch)]
+    design = BootstrapDesign()
     return {
         "evaluation": {"samples": x.shape[0], "batch": "one batch; BatchTopK over all of it",
-                       "n_values": list(n_values)},
+                       "n_values": list(n_values), "width": width,
+                       "bootstrap": design.record(BOOTSTRAP_BATCHES, len(seeds))},
         "ground_truth": {"true_l0": true_l0, "true_l0_measured": float((features > 0).sum(1).float().mean()),
                          "score": "feature_recovery"},
-        "saes": [{"id": ident["id"], "nominal_l0": ident["l0"], "measured_l0": met["l0"], "seed": ident["seed"],
-                  "trained_here": ident["trained_here"], "metrics": met} for ident, met in zip(identities, metrics)],
+        "saes": entries,
         "by_l0": by_l0.to_dict(orient="records"),
-        "selectors": score_selectors(selectors, by_l0, true_l0, "feature_recovery", replicates),
+        "selectors": add_bootstrap(score_selectors(selectors, by_l0, true_l0, "feature_recovery", replicates),
+                                   selectors, entries, design),
     }
+
+
+# Toys evaluate on one set; the bootstrap resamples it as this many equal batches.
+BOOTSTRAP_BATCHES = 10
 
 
 def _paper_reference_checks(spec: FamilySpec, model: ToyModel, members: list[Member], saes: list,
