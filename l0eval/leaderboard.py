@@ -22,11 +22,14 @@ CSV_COLUMNS = ("family", "target", "target_l0", "selector", "chosen_l0", "interv
                "point_share", "plausible_l0s", "error_l0", "error_steps", "within_one", "score", "best_score",
                "regret")
 
+NOT_FAMILY_PREFIXES = ("bench_", "demo_")
+
 
 def collect(results_dir: str | Path, design: BootstrapDesign = BootstrapDesign()) -> tuple[list[dict], list[str]]:
-    """Verdicts for every family result in ``results_dir`` (sorted by file name; ``bench_*.json`` are
-    benchmarks, not families), and one line for each file that has no L0 sweep to judge."""
-    paths = sorted(p for p in Path(results_dir).glob("*.json") if not p.name.startswith("bench_"))
+    """Verdicts for every family result in ``results_dir`` (sorted by file name; ``bench_*.json`` and
+    ``demo_*.json`` are benchmarks and demos, not families), and one line for each file that has no L0
+    sweep to judge."""
+    paths = sorted(p for p in Path(results_dir).glob("*.json") if not p.name.startswith(NOT_FAMILY_PREFIXES))
     if not paths:
         raise ResultsError(f"no family results (*.json) in {results_dir}")
     verdicts, skipped = [], []
