@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import torch
+from sae_lens import BatchTopKTrainingSAE
 
 from l0eval import store
 from l0eval.activations.cache import ActivationCache
@@ -70,11 +71,46 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
         folder = run_dir / f"k{k:g}"
         metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
                     "model_name": cache.key.model}
-        trained.member_sae(index, metadata).save_inference_model(str(folder))
+        sae = trained.member_sae(index, metadata)
+        calibration = calibrate_threshold(sae, CacheBatchSource(cache, calibration_seed(seed)), batch_size)
+        sae.save_inference_model(str(folder))
         added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed,
                       "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
                       "trained_together_with": k_values, "train_seconds": train_seconds,
-                      "resumed_from_step": trainer.resumed_from_step, "device": device})
+                      "resumed_from_step": trainer.resumed_from_step, "device": device,
+                      "threshold_calibration": calibration})
     store.add_trained_members(family_name, added)
     (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
     return added
+
+
+# sae-lens's BatchTopK keeps its inference threshold as an exponential moving average (rate 0.01, started
+# at 0) of each training batch's smallest kept activation. After a short run the average still carries
+# weight 0.99^steps on its zero start (0.29 after 122 steps), so the saved JumpReLU fires far more often
+# than k (measured L0 up to 2x k on the SmolLM2 family). Before saving we set it to that average's fixed
+# point: the same statistic, from sae-lens's own BatchTopK encoder, averaged over fresh batches.
+CALIBRATION_BATCHES = 32
+
+
+def calibration_seed(seed: int) -> int:
+    """Calibration batches are drawn apart from the training stream (same cache, another generator)."""
+    return seed + 1_000_003
+
+
+@torch.no_grad()
+def calibrate_threshold(sae: BatchTopKTrainingSAE, source: CacheBatchSource, batch_size: int) -> dict:
+    """Set ``sae.topk_threshold`` to the mean smallest positive BatchTopK activation over fresh batches."""
+    minima = []
+    for _ in range(CALIBRATION_BATCHES):
+        x = source.next_batch(batch_size).to(sae.W_enc.device, sae.W_enc.dtype)
+        feature_acts, _ = sae.encode_with_hidden_pre(x)
+        positive = feature_acts[feature_acts > 0]
+        if positive.numel():
+            minima.append(float(positive.min()))
+    if not minima:
+        raise L0EvalError("threshold calibration found no active latent in any batch: the SAE is dead")
+    moving_average = float(sae.topk_threshold)
+    calibrated = sum(minima) / len(minima)
+    sae.topk_threshold = torch.tensor(calibrated, dtype=torch.double, device=sae.topk_threshold.device)
+    return {"batches": len(minima), "batch_size": batch_size, "moving_average_threshold": moving_average,
+            "calibrated_threshold": calibrated}
