@@ -19,7 +19,7 @@ from l0eval.hub.registry import (
     parse_sae_family,
     sae_lens_releases,
 )
-from l0eval.spec import FamilySpec, builtin_family_names, load_family_file, read_yaml_file, resolve_family
+from l0eval.spec import BUILTIN_DIR, FamilySpec, builtin_family_names, load_family_file, read_yaml_file
 
 # Gemma-Scope-style ids, where every member of a (layer, width) group differs only in L0
 _GENERATED_ID = re.compile(r"^(layer_\d+/width_\w+)/average_l0_(\d+)$")
@@ -55,7 +55,7 @@ def _width(prefix: str) -> int:
 def resolve(name_or_path: str) -> FamilySpec | SAEFamily:
     """A built-in toy, a hub registry family, a generated SAELens family, or a family YAML file."""
     if name_or_path in builtin_family_names():
-        return resolve_family(name_or_path)
+        return _load_file(BUILTIN_DIR / f"{name_or_path}.yaml")
     if name_or_path in hub_families():
         return hub_families()[name_or_path]
     path = Path(name_or_path)
@@ -96,12 +96,16 @@ def family_table(include_generated: bool = False) -> str:
     header = f"{'name':44s} {'model':20s} {'layer':>5s} {'width':>7s} {'arch':10s} {'#L0':>4s} {'L0 range':>10s} " \
              f"{'download':>9s} cached"
     lines = [header, "-" * len(header)]
+    families = {}
     for name in builtin_family_names():
-        spec = resolve_family(name)
+        spec = resolve(name)
+        if isinstance(spec, SAEFamily):
+            families[name] = spec
+            continue
         lines.append(f"{name:44s} {'toy':20s} {'-':>5s} {spec.sae.d_sae:>7d} {'batchtopk':10s} "
                      f"{len(spec.sae.k_values):>4d} {_l0_text((min(spec.sae.k_values), max(spec.sae.k_values))):>10s} "
                      f"{'-':>9s} trains")
-    families = dict(hub_families())
+    families.update(hub_families())
     if include_generated:
         families.update(generated_families())
     for name, family in families.items():

@@ -387,3 +387,88 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
 
     assert main(args[:4] + ["0", "--width", "64", "--quiet"]) == 2
     assert "every L0 must be in (0, width=64]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# model dtype, forward micro-batches, the offline sae-probes corpus, and cache-name stability
+
+
+def test_bfloat16_model_gives_close_activations_cached_under_another_name(tmp_path):
+    import yaml
+
+    from l0eval.activations.pipeline import activation_cache
+    from l0eval.catalog import resolve
+
+    family = yaml.safe_load(llm_family(tmp_path).read_text())
+    family["activations"]["model_dtype"] = "bfloat16"
+    (tmp_path / "bf16.yaml").write_text(yaml.safe_dump(family))
+    _, fp32 = activation_cache(resolve(str(tmp_path / "family.yaml")).activations["llm"], progress=False)
+    loaded, bf16 = activation_cache(resolve(str(tmp_path / "bf16.yaml")).activations["llm"], progress=False)
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    assert bf16.directory != fp32.directory and bf16.key.model_dtype == "bfloat16"
+    exact, rounded = torch.cat(list(fp32.batches(64))), torch.cat(list(bf16.batches(64)))
+    assert rounded.dtype == torch.float32  # cached as float32 for the SAEs' float32 math
+    relative = (rounded - exact).norm(dim=-1) / exact.norm(dim=-1)
+    assert 0 < relative.max() < 0.05, relative.max()
+    with pytest.raises(Exception, match="model_dtype' must be one of float32, bfloat16, float16"):
+        family["activations"]["model_dtype"] = "int8"
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(family))
+        resolve(str(tmp_path / "bad.yaml"))
+
+
+def test_cache_name_of_a_float32_model_is_unchanged_by_the_model_dtype_field():
+    """Caches written before ``model_dtype`` existed keep their folder name (digest) and manifest."""
+    key = cache_key()
+    assert "model_dtype" not in key.identity() and key.identity()["model"] == "tiny-llama"
+    assert cache_key(model_dtype="float16").identity()["model_dtype"] == "float16"
+
+
+def test_auto_forward_batch_follows_free_memory(monkeypatch):
+    from l0eval.activations import batching
+
+    model = tiny_model("llama")
+    per_sequence = batching.bytes_per_sequence(model, context=64)
+    assert per_sequence == 64 * (5 * 32 + 2 * 64 + 4 * 64) * 4
+    monkeypatch.setattr(batching, "free_memory_bytes", lambda device: 10 * per_sequence)
+    assert batching.auto_forward_batch(model, 64, "cpu", most=16) == 5
+    assert batching.auto_forward_batch(model, 64, "cpu", most=3) == 3
+    monkeypatch.setattr(batching, "free_memory_bytes", lambda device: 0)
+    assert batching.auto_forward_batch(model, 64, "cpu", most=16) == 1
+
+
+def test_micro_batched_cache_equals_one_batch_per_shard(tmp_path, monkeypatch):
+    from l0eval.activations import batching, pipeline
+    from l0eval.catalog import resolve
+
+    spec = resolve(str(llm_family(tmp_path))).activations["llm"]
+    monkeypatch.setenv("L0EVAL_CACHE", str(tmp_path / "whole"))
+    whole = torch.cat(list(pipeline.activation_cache(spec, progress=False)[1].batches(64)))
+    monkeypatch.setenv("L0EVAL_CACHE", str(tmp_path / "pieces"))
+    monkeypatch.setattr(batching, "free_memory_bytes", lambda device: 0)  # one sequence per forward pass
+    pieces = torch.cat(list(pipeline.activation_cache(spec, progress=False)[1].batches(64)))
+    assert torch.allclose(whole, pieces, atol=1e-5)
+
+
+def test_sae_probes_datasets_are_an_offline_corpus():
+    from sae_probes.utils_data import read_numbered_dataset_df
+
+    from l0eval.activations.text import sae_probes_texts
+
+    texts = sae_probes_texts(["100_news_fake"])
+    first = next(texts)
+    assert first == read_numbered_dataset_df("100_news_fake")["prompt"].iloc[0] and len(first) > 100
+    with pytest.raises(Exception, match="unknown sae-probes dataset 'no_such'"):
+        next(sae_probes_texts(["no_such"]))
+
+
+def test_builtin_smollm2_family_resolves_and_says_it_needs_training(tmp_path, capsys):
+    from l0eval.catalog import family_table, resolve
+    from l0eval.cli import main
+
+    family = resolve("smollm2-l0")
+    spec = family.activations["llm"]
+    assert family.members == () and spec.model == "smollm2-135m-gguf" and spec.hook == family.hook
+    assert spec.corpus == "sae-probes:100_news_fake"
+    assert "smollm2-l0" in family_table()
+    assert main(["run", "--family", "smollm2-l0", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "has no members yet" in capsys.readouterr().err

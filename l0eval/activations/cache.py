@@ -28,6 +28,10 @@ class CacheMismatchError(L0EvalError):
     """The cache on disk was made for a different request."""
 
 
+# CacheKey fields added later, with the value every older cache implicitly had
+LATER_FIELDS = {"model_dtype": "float32"}
+
+
 @dataclass(frozen=True)
 class CacheKey:
     """Everything that changes the cached activations."""
@@ -41,6 +45,16 @@ class CacheKey:
     dtype: str
     prepend_bos: bool
     shard_sequences: int
+    model_dtype: str = "float32"
+
+    def identity(self) -> dict:
+        """The fields that name this cache (digest and manifest). Fields added after caches existed are
+        left out at their default, so caches written before they existed keep their name and stay valid."""
+        fields = asdict(self)
+        for name, default in LATER_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
+        return fields
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float16"):  # what .npy shards can hold (numpy has no bfloat16)
@@ -66,8 +80,9 @@ class ActivationCache:
         manifest = self.directory / MANIFEST
         if manifest.is_file():
             stored = json.loads(manifest.read_text())
-            differing = {name: (stored["key"].get(name), value) for name, value in asdict(self.key).items()
-                         if stored["key"].get(name) != value}
+            cached = {**LATER_FIELDS, **stored["key"]}
+            differing = {name: (cached.get(name), value) for name, value in asdict(self.key).items()
+                         if cached.get(name) != value}
             if differing:
                 details = ", ".join(f"{name}: cached {old!r}, requested {new!r}"
                                     for name, (old, new) in differing.items())
@@ -80,7 +95,7 @@ class ActivationCache:
 
     def _write_manifest(self) -> None:
         tmp = self.directory / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps({"key": asdict(self.key), "n_tokens": self.key.n_tokens,
+        tmp.write_text(json.dumps({"key": self.key.identity(), "n_tokens": self.key.n_tokens,
                                    "shards": self.completed}, indent=2) + "\n")
         os.replace(tmp, self.directory / MANIFEST)
 

@@ -6,22 +6,23 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
 
 import torch
 
 from l0eval import store
+from l0eval.activations.batching import auto_forward_batch
 from l0eval.activations.cache import ActivationCache, CacheKey, fill_cache
 from l0eval.activations.hooks import parse_hook, residual_activations
 from l0eval.activations.models import LoadedModel, load_model
 from l0eval.activations.spec import LLMActivationSpec
-from l0eval.activations.text import hub_texts, local_texts, token_sequences
+from l0eval.activations.text import hub_texts, local_texts, sae_probes_texts, token_sequences
 
 
 def cache_key(spec: LLMActivationSpec, revision: str) -> CacheKey:
     return CacheKey(model=spec.model, revision=revision, hook=spec.hook, dataset=spec.corpus,
                     context=spec.context, n_sequences=spec.sequences, dtype=spec.dtype,
-                    prepend_bos=spec.prepend_bos, shard_sequences=spec.batch_sequences)
+                    prepend_bos=spec.prepend_bos, shard_sequences=spec.batch_sequences,
+                    model_dtype=spec.model_dtype)
 
 
 def activation_cache(spec: LLMActivationSpec, device: str = "cpu",
@@ -32,22 +33,30 @@ def activation_cache(spec: LLMActivationSpec, device: str = "cpu",
     manifest check inside ``ActivationCache`` guards against anything that slipped through anyway.
     """
     parse_hook(spec.hook)  # a malformed hook is reported before the model loads
-    loaded = load_model(spec.model, device=device)
+    loaded = load_model(spec.model, dtype=spec.model_dtype, device=device)
     key = cache_key(spec, loaded.revision)
-    digest = hashlib.sha256(json.dumps(asdict(key), sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(key.identity(), sort_keys=True).encode()).hexdigest()[:16]
     cache = ActivationCache(store.cache_root() / "activations" / digest, key)
     if cache.is_complete:
         return loaded, cache
 
+    forward_batch = auto_forward_batch(loaded.model, spec.context, device, spec.batch_sequences)
+
     def activations_of(tokens):
-        return residual_activations(loaded.model, tokens.to(device), spec.hook)
+        return torch.cat([residual_activations(loaded.model, part.to(device), spec.hook)
+                          for part in tokens.split(forward_batch)])
 
     return loaded, fill_cache(cache, corpus_sequences(spec, loaded.tokenizer), activations_of, progress)
 
 
 def corpus_sequences(spec: LLMActivationSpec, tokenizer) -> Iterator[torch.Tensor]:
     """The spec's token sequences, in the same order every time (the cache and CE/KL use the same ones)."""
-    texts = local_texts(spec.texts, spec.field) if spec.texts else hub_texts(spec.dataset, spec.split, spec.field)
+    if spec.sae_probes_datasets:
+        texts = sae_probes_texts(spec.sae_probes_datasets)
+    elif spec.texts:
+        texts = local_texts(spec.texts, spec.field)
+    else:
+        texts = hub_texts(spec.dataset, spec.split, spec.field)
     return token_sequences(texts, tokenizer, spec.context, spec.prepend_bos)
 
 

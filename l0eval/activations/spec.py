@@ -22,6 +22,7 @@ class LLMActivationSpec:
     hook: str
     texts: tuple[str, ...] = ()  # local .txt / .jsonl files
     dataset: str | None = None  # or a Hugging Face dataset (streamed; offline once cached)
+    sae_probes_datasets: tuple[str, ...] = ()  # or datasets shipped in the sae-probes wheel (offline)
     split: str = "train"
     field: str = "text"
     context: int = 128
@@ -29,37 +30,60 @@ class LLMActivationSpec:
     prepend_bos: bool = True
     batch_sequences: int = 8  # model forward batch; also the shard size of the cache
     ce_sequences: int = 16  # sequences for CE/KL with the SAE spliced in (full forward passes); 0 skips
-    dtype: str = "float32"
+    dtype: str = "float32"  # of the cached activations
+    # The model's compute dtype. float32 is the default (deterministic across machines, and the CPU has no
+    # fast bf16); bfloat16/float16 halve memory and time on GPU. SAE math stays float32 either way.
+    model_dtype: str = "float32"
 
     @property
     def corpus(self) -> str:
+        if self.sae_probes_datasets:
+            return "sae-probes:" + ",".join(self.sae_probes_datasets)
         return self.dataset if self.dataset else ",".join(Path(t).name for t in self.texts)
 
 
-_KEYS = {"model", "hook", "texts", "dataset", "split", "field", "context", "sequences", "prepend_bos",
-         "batch_sequences", "ce_sequences"}
+_KEYS = {"model", "hook", "texts", "dataset", "sae_probes_datasets", "split", "field", "context", "sequences",
+         "prepend_bos", "batch_sequences", "ce_sequences", "model_dtype"}
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+_SOURCES = ("texts", "dataset", "sae_probes_datasets")
 
 
-def parse_llm_activations(raw: Any, base: Path, default_hook: str) -> LLMActivationSpec:
-    spec = check_keys(raw, _KEYS, "activations", required={"model"})
-    texts = spec.get("texts", [])
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise SpecError("'activations.texts' must be a list of file paths")
-    if bool(texts) == bool(spec.get("dataset")):
-        raise SpecError("'activations' needs exactly one of 'texts' (local files) or 'dataset' (a HF dataset)")
+def parse_llm_activations(raw: Any, base: Path, default_hook: str, default_model: str = "") -> LLMActivationSpec:
+    """The ``activations`` section; ``model`` and ``hook`` default to the family's own."""
+    spec = check_keys(raw, _KEYS, "activations")
+    model = spec.get("model", default_model)
+    if not model:
+        raise SpecError("'activations.model' (or the family's 'model') is required, e.g. smollm2-135m-gguf")
+    texts = _string_list(spec, "texts")
+    probe_sets = _string_list(spec, "sae_probes_datasets")
+    if sum(bool(spec.get(source)) for source in _SOURCES) != 1:
+        raise SpecError("'activations' needs exactly one text source: 'texts' (local files), 'dataset' (a HF "
+                        "dataset) or 'sae_probes_datasets' (offline, e.g. [100_news_fake])")
     hook = spec.get("hook", default_hook)
     if not hook:
         raise SpecError("'activations.hook' (or the family's 'hook') is required, e.g. blocks.6.hook_resid_post")
     prepend_bos = spec.get("prepend_bos", True)
     if not isinstance(prepend_bos, bool):
         raise SpecError("'activations.prepend_bos' must be true or false")
+    model_dtype = spec.get("model_dtype", "float32")
+    if model_dtype not in MODEL_DTYPES:
+        raise SpecError(f"'activations.model_dtype' must be one of {', '.join(MODEL_DTYPES)}, got {model_dtype!r}")
     return LLMActivationSpec(
-        model=str(spec["model"]), hook=str(hook),
+        model=str(model), hook=str(hook),
         texts=tuple(str(p if Path(p).is_absolute() else (base / p).resolve()) for p in texts),
-        dataset=spec.get("dataset"), split=str(spec.get("split", "train")), field=str(spec.get("field", "text")),
+        dataset=spec.get("dataset"), sae_probes_datasets=tuple(probe_sets),
+        split=str(spec.get("split", "train")), field=str(spec.get("field", "text")),
         context=number(spec.get("context", 128), "activations.context", integer=True, low=2),
         sequences=number(spec.get("sequences", 256), "activations.sequences", integer=True, low=1),
         prepend_bos=prepend_bos,
         batch_sequences=number(spec.get("batch_sequences", 8), "activations.batch_sequences", integer=True, low=1),
         ce_sequences=number(spec.get("ce_sequences", 16), "activations.ce_sequences", integer=True, low=0),
+        model_dtype=model_dtype,
     )
+
+
+def _string_list(spec: dict, key: str) -> list[str]:
+    values = spec.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise SpecError(f"'activations.{key}' must be a list of strings")
+    return values

@@ -40,6 +40,18 @@ def hub_texts(dataset: str, split: str = "train", field: str = "text") -> Iterat
         yield record[field]
 
 
+def sae_probes_texts(tags: Iterable[str]) -> Iterator[str]:
+    """The prompts of datasets shipped in the sae-probes wheel, e.g. ``100_news_fake`` (news articles): an
+    offline natural-language corpus. Read with sae-probes' own reader, in file order."""
+    from sae_probes.utils_data import get_numbered_binary_tags, read_numbered_dataset_df
+
+    known = set(get_numbered_binary_tags())
+    for tag in tags:
+        if tag not in known:
+            raise L0EvalError(f"unknown sae-probes dataset '{tag}' (known: {', '.join(sorted(known)[:5])}, ...)")
+        yield from read_numbered_dataset_df(tag)["prompt"].astype(str)
+
+
 def token_sequences(texts: Iterable[str], tokenizer, context: int, prepend_bos: bool = True) -> Iterator[torch.Tensor]:
     """Packed token sequences of exactly ``context`` tokens (the tail that does not fill one is dropped)."""
     bos = tokenizer.bos_token_id

@@ -133,4 +133,7 @@ def validate_sae(sae: SAE, where: str, d_in: int | None = None) -> None:
 
 
 def load_family(family: SAEFamily, device: str = "cpu") -> list[SAE]:
+    if not family.members:
+        raise L0EvalError(f"family '{family.name}' has no members yet: list some under 'members' or train them "
+                          f"with `l0eval train --family {family.name} --l0 K ...`")
     return [load_member(member, family.d_in, device) for member in family.members]

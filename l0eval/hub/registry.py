@@ -164,7 +164,7 @@ def _parse_member(raw: Any, index: int, base: Path) -> Member:
                   repo_id=repo_id, release=release, cfg_overrides=overrides)
 
 
-def _parse_activations(raw: Any, base: Path, hook: str) -> dict[str, Any]:
+def _parse_activations(raw: Any, base: Path, hook: str, model: str) -> dict[str, Any]:
     """``{toy: NAME}`` (a toy's data) or an LLM corpus (``{model, hook, texts | dataset, ...}``)."""
     if isinstance(raw, dict) and "toy" in raw:
         return check_keys(raw, {"toy"}, "activations")
@@ -172,19 +172,20 @@ def _parse_activations(raw: Any, base: Path, hook: str) -> dict[str, Any]:
         return {}
     from l0eval.activations.spec import parse_llm_activations
 
-    return {"llm": parse_llm_activations(raw, base, hook)}
+    return {"llm": parse_llm_activations(raw, base, hook, model)}
 
 
 def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     """A user family (``kind: saes``): members in local folders, hub repos or SAELens releases."""
     top = check_keys(raw, {"name", "kind", "description", "model", "hook", "d_in", "width", "architecture",
                             "members", "activations"}, "", required={"name", "kind", "d_in", "members"})
-    if not isinstance(top["members"], list) or not top["members"]:
-        raise SpecError("'members' must be a non-empty list")
+    if not isinstance(top["members"], list):
+        raise SpecError("'members' must be a list (it may be empty when `l0eval train` fills the family)")
     members = tuple(_parse_member(m, i, source_path.parent) for i, m in enumerate(top["members"]))
     if len({m.id for m in members}) != len(members):
         raise SpecError("member ids must be unique (set 'id' where folder names repeat)")
-    activations = _parse_activations(top.get("activations", {}), source_path.parent, str(top.get("hook", "")))
+    activations = _parse_activations(top.get("activations", {}), source_path.parent, str(top.get("hook", "")),
+                                     str(top.get("model", "")))
     members += tuple(Member(id=f"trained_{Path(m['path']).name}", nominal_l0=m["nominal_l0"], format="sae_lens",
                             path=m["path"], trained_here=True) for m in store.trained_members(str(top["name"])))
     return SAEFamily(name=str(top["name"]), description=str(top.get("description", "")),

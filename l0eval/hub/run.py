@@ -83,18 +83,18 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
     from l0eval.activations.pipeline import activation_cache, token_batches
 
     header = run_header(device)
-    loaded, cache = activation_cache(spec, device, progress)
-    d_model = next(cache.shards()).shape[1]
-    if d_model != family.d_in:
-        raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but {spec.model} at {spec.hook} gives "
-                          f"d_model {d_model}")
     # core (reconstruction, sparsity) and snd (s_n^dec, c_dec, c_enc) come from the same streamed pass
     shared_pass = downstream.wants("core") or downstream.wants("snd")
     unmeasured = [m.id for m in family.members if m.nominal_l0 is None]
     if unmeasured and not shared_pass:
         raise L0EvalError(f"member(s) {', '.join(unmeasured)} have no nominal_l0: their L0 is measured in the "
                           "core/snd pass, so add core or snd to --metrics or set nominal_l0")
-    saes = load_family(family, device)
+    saes = load_family(family, device)  # first: a family without usable SAEs fails before the model pass
+    loaded, cache = activation_cache(spec, device, progress)
+    d_model = next(cache.shards()).shape[1]
+    if d_model != family.d_in:
+        raise L0EvalError(f"family '{family.name}' has d_in {family.d_in} but {spec.model} at {spec.hook} gives "
+                          f"d_model {d_model}")
     width = saes[0].cfg.d_sae
     snd_n = [max(1, round(DEFAULT_N_OVER_WIDTH * width))]
     n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})

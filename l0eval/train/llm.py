@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import numpy as np
 import torch
@@ -61,14 +62,19 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
     inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
     trainer = FamilyTrainer(config, inits, k_values, CacheBatchSource(cache, seed), device=device,
                             workdir=run_dir / "train", fingerprint=fingerprint)
+    started = time.monotonic()
     trained = trainer.fit(progress=progress)
+    train_seconds = time.monotonic() - started
     added = []
     for index, k in enumerate(k_values):
         folder = run_dir / f"k{k:g}"
         metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
                     "model_name": cache.key.model}
         trained.member_sae(index, metadata).save_inference_model(str(folder))
-        added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed})
+        added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed,
+                      "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
+                      "trained_together_with": k_values, "train_seconds": train_seconds,
+                      "resumed_from_step": trainer.resumed_from_step, "device": device})
     store.add_trained_members(family_name, added)
     (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
     return added
