@@ -8,7 +8,7 @@ from sae_lens import StandardSAE, StandardSAEConfig
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from l0eval.activations.models import LoadedModel
-from l0eval.downstream import absorption, probe_data, sae_probes_protocol
+from l0eval.downstream import absorption, probe_data, sae_probes_protocol, saebench_probing
 from l0eval.downstream.probe_data import ProbeActivations
 from l0eval.errors import L0EvalError
 
@@ -81,6 +81,48 @@ def test_the_same_seed_gives_the_same_probing_scores(tmp_path):
     means = sae_probes_protocol.family_means(first, [1, 16], "sparse_probing")
     assert means["sparse_probing_k1"] == first[DATASET]["1"]["f1"]
     assert set(means) == {f"sparse_probing_k{k}{s}" for k in (1, 16) for s in ("", "_acc", "_auc")}
+
+
+def planted_token_activations(direction: torch.Tensor, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """Two classes of [n, 6, D_IN] token activations; class "1" carries ``direction`` at every position, and the
+    last position is zero (padding, which the pooling must ignore)."""
+    generator = torch.Generator().manual_seed(seed)
+    acts = {label: torch.randn(n, 6, D_IN, generator=generator) + 2 * int(label) * direction for label in "01"}
+    for tensor in acts.values():
+        tensor[:, -1] = 0
+    return acts
+
+
+def test_saebench_probing_finds_a_planted_direction_and_is_seeded():
+    direction = torch.nn.functional.normalize(torch.randn(D_IN, generator=torch.Generator().manual_seed(4)), dim=0)
+    train, test = planted_token_activations(direction, 150, 0), planted_token_activations(direction, 60, 1)
+    blind = random_sae_without(direction)
+    seeing = random_sae_without(direction)
+    with torch.no_grad():
+        seeing.W_enc[:, 7] = direction
+        seeing.W_dec[7] = direction
+
+    def scores(sae, seed=0):
+        return saebench_probing.top_k_accuracies(saebench_probing.meaned_sae(train, sae),
+                                                 saebench_probing.meaned_sae(test, sae), (1, 5), seed)
+
+    assert scores(seeing)["1"] > 0.9 and scores(blind)["1"] < 0.7 and scores(blind)["5"] < 0.7
+    assert scores(blind, seed=3) == scores(blind, seed=3)
+    residual = saebench_probing.top_k_accuracies(saebench_probing.meaned_residual(train),
+                                                 saebench_probing.meaned_residual(test), (16,), 0)
+    assert residual["16"] > 0.9
+
+
+def test_saebench_probing_falls_back_to_sae_probes_datasets_offline():
+    setting = saebench_probing.SAEBenchProbingSetting(train_per_class=30, test_per_class=10,
+                                                      fallback_datasets=(DATASET, "156_athlete_sport_baseball"))
+    texts, missing = saebench_probing.class_texts(setting, ["156_athlete_sport_baseball"], seed=0)
+    assert missing == saebench_probing.hub_datasets()  # no SAEBench dataset is in this machine's HF cache
+    train, test = texts[DATASET]
+    assert list(texts) == [DATASET] and set(train) == {"0", "1"}
+    assert all(len(v) == 30 for v in train.values()) and all(len(v) == 10 for v in test.values())
+    assert not set(train["1"]) & set(test["1"])
+    assert saebench_probing.class_texts(setting, [], seed=0)[0][DATASET] == texts[DATASET]  # seeded
 
 
 def test_dataset_choice_excludes_the_sae_training_corpus_and_rejects_unknown_names():
@@ -249,6 +291,9 @@ def test_llm_family_run_merges_probing_into_the_family_results(tmp_path, capsys)
     assert record["metrics"] == ["snd", "probing"] and results["run"]["seeds"] == {"downstream": 3}
     assert record["sparse_probing"]["library"] == "sae-probes" and record["sparse_probing"]["ks"] == [1, 16]
     assert results["run"]["library_versions"]["sae-probes"] == record["sparse_probing"]["version"]
+    assert all({"saebench_probing_k1", "saebench_probing_k50"} <= set(e["metrics"]) for e in results["saes"])
+    assert record["saebench_probing"]["source"] == "sae-probes datasets (offline fallback)"
+    assert 0 <= baselines["saebench_residual_top_k"]["saebench_probing_k1"] <= 1
 
 
 def test_unknown_metric_is_a_clear_error(tmp_path, capsys):

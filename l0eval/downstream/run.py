@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from l0eval.downstream import absorption as absorption_eval
-from l0eval.downstream import probe_data
+from l0eval.downstream import probe_data, saebench_probing
 from l0eval.downstream import sae_probes_protocol as sae_probes
 from l0eval.errors import L0EvalError
 
@@ -31,6 +31,7 @@ class DownstreamConfig:
     probe_exclude: tuple[str, ...] = ()
     probe_ks: tuple[int, ...] = DEFAULT_KS
     absorption: absorption_eval.AbsorptionSetting | None = None  # None: FULL on GPU, CPU_REDUCED on CPU
+    saebench_probing: saebench_probing.SAEBenchProbingSetting | None = None  # None: SAEBench sizes on GPU, CPU_SETTING
     seed: int = DEFAULT_SEED
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was left out
 
@@ -64,6 +65,11 @@ def run_downstream(loaded, hook: str, names: list[str], saes: list, config: Down
         record["sparse_probing"] = _probing(loaded, hook, names, saes, config, device, exclude_from_corpus,
                                             per_sae, details, baselines, progress)
         record["wall_seconds"]["sparse_probing"] = time.monotonic() - started
+        started = time.monotonic()
+        record["saebench_probing"] = _saebench_probing(loaded, hook, saes, config, device,
+                                                       record["sparse_probing"]["excluded_datasets"], per_sae,
+                                                       details, baselines)
+        record["wall_seconds"]["saebench_probing"] = time.monotonic() - started
     if config.wants("absorption"):
         started = time.monotonic()
         record["absorption"] = _absorption(loaded, hook, names, saes, config, device, per_sae, details)
@@ -105,6 +111,23 @@ def _probing(loaded, hook, names, saes, config, device, exclude_from_corpus, per
                                                  "(L2 logistic regression on all channels)"},
             "model_activations": {"cache": str(activations.model_cache_path), "max_seq_len": probe_data.MAX_SEQ_LEN,
                                   "position": "last token", "bos": True}}
+
+
+def _saebench_probing(loaded, hook, saes, config, device, excluded, per_sae, details, baselines) -> dict:
+    setting = config.saebench_probing or (saebench_probing.SAEBenchProbingSetting() if device.startswith("cuda")
+                                          else saebench_probing.CPU_SETTING)
+    scores, residual, record = saebench_probing.run_protocol(loaded, hook, saes, setting, excluded, config.seed,
+                                                             device)
+    for index, per_dataset in enumerate(scores):
+        per_sae[index].update(saebench_probing.family_means(per_dataset, setting.ks, "saebench_probing"))
+        details[index]["saebench_probing"] = per_dataset
+    baselines["saebench_residual_top_k"] = {**saebench_probing.family_means(residual, setting.ks, "saebench_probing"),
+                                            "per_dataset": residual}
+    return {"protocol": "SAEBench sparse_probing (sae-bench's tokenisation, BOS/PAD/EOS masking, mean pooling and "
+                        "top-k probes with our model injected; deviations in l0eval/downstream/saebench_probing.py); "
+                        "saebench_probing_k{k} = one-vs-rest top-k L2 logistic-regression test accuracy, mean over "
+                        "classes then datasets",
+            "library": "sae-bench", "version": importlib.metadata.version("sae-bench"), **record}
 
 
 def _absorption(loaded, hook, names, saes, config, device, per_sae, details) -> dict:
