@@ -37,8 +37,8 @@ from l0eval.activations.hooks import residual_activations
 K_VALUES = (1, 2, 5, 10, 20, 50)
 CONTEXT = 128
 SAE_BATCH_SIZE = 125  # sae-bench's sae_batch_size default
-# offline stand-ins on CPU: short-prompt sae-probes datasets of different kinds (entity, geography, sentiment)
-CPU_FALLBACK_DATASETS = ("5_hist_fig_ismale", "124_world_country_United_States", "92_glue_sst2")
+# offline stand-ins on CPU: short-prompt sae-probes datasets of different kinds (entity, geography, news topic)
+CPU_FALLBACK_DATASETS = ("5_hist_fig_ismale", "124_world_country_United_States", "24_headline_isiran")
 
 
 @dataclass(frozen=True)
