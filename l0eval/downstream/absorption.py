@@ -38,11 +38,11 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 from l0eval import store
 from l0eval.activations.hooks import HookError, parse_hook, residual_activations
+from l0eval.downstream import seed_everything
 from l0eval.errors import L0EvalError
 
 PROMPT_TEMPLATE = "{word} has the first letter:"
@@ -149,12 +149,6 @@ def _model_tag(loaded, layer: int, setting: AbsorptionSetting, seed: int) -> str
     return f"{loaded.name.replace('/', '--')}-{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]}"
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _ensure_ground_truth_probe(model: HookedModel, layer: int, probes_dir: Path, setting: AbsorptionSetting,
                                seed: int, device: str) -> None:
     from sae_bench.evals.absorption.common import create_and_train_probe
@@ -162,7 +156,7 @@ def _ensure_ground_truth_probe(model: HookedModel, layer: int, probes_dir: Path,
     from sae_bench.evals.absorption.vocab import get_alpha_tokens
 
     if not (probes_dir / model.cfg.model_name / f"layer_{layer}" / "probe.pth").is_file():
-        _seed_everything(seed)
+        seed_everything(seed)
         vocab = get_alpha_tokens(model.tokenizer)
         _check_letters(vocab)
         if setting.words is not None:
@@ -208,7 +202,7 @@ def _absorption_of(model: HookedModel, name: str, sae, layer: int, probes_dir: P
               "prompt_template": PROMPT_TEMPLATE, "prompt_token_pos": PROMPT_TOKEN_POS, "device": device,
               "probes_dir": probes_dir, "force": True}
     with tempfile.TemporaryDirectory(prefix="l0eval-absorption-") as work:
-        _seed_everything(seed)
+        seed_everything(seed)
         k_sparse = run_k_sparse_probing_experiment(
             **common, experiment_dir=Path(work) / "k_sparse_probing", f1_jump_threshold=setting.f1_jump_threshold,
             precalc_k_sparse_probe_sae_acts=setting.precalc_sae_acts, verbose=False)
@@ -218,7 +212,7 @@ def _absorption_of(model: HookedModel, name: str, sae, layer: int, probes_dir: P
             return {"absorption_fraction": None, "full_absorption": None, "ground_truth_probe_f1": letter_f1,
                     "reason": f"only {len(passing)} letters have a ground-truth probe F1 above "
                               f"{setting.min_gt_probe_f1} (SAEBench needs {setting.min_letters})"}
-        _seed_everything(seed)
+        seed_everything(seed)
         raw = run_feature_absortion_experiment(
             **common, experiment_dir=Path(work) / "feature_absorption",
             sparse_probing_experiment_dir=Path(work) / "k_sparse_probing",

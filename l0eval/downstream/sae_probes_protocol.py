@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from l0eval.downstream import seed_everything
 from l0eval.downstream.probe_data import ProbeActivations
 
 SETTING = "normal"
@@ -51,7 +52,7 @@ def probe_scores(encoder, activations: ProbeActivations, hook: str, datasets: li
     from sae_probes.run_sae_evals import get_save_metrics_path
 
     with tempfile.TemporaryDirectory(prefix="l0eval-sae-probes-") as results, _quiet(verbose):
-        _seed_everything(seed)
+        seed_everything(seed)
         run_sae_evals(sae=encoder, model_name=activations.model_name, hook_name=hook, reg_type=REG_TYPE,
                       setting=SETTING, ks=list(ks), results_path=results,
                       model_cache_path=activations.model_cache_path, datasets=list(datasets), device=device,
@@ -71,7 +72,7 @@ def full_width_baseline(activations: ProbeActivations, hook: str, datasets: list
     from sae_probes.run_baselines import get_baseline_save_path
 
     with tempfile.TemporaryDirectory(prefix="l0eval-sae-probes-") as results, _quiet(verbose):
-        _seed_everything(seed)
+        seed_everything(seed)
         run_baseline_evals(model_name=activations.model_name, hook_name=hook, setting=SETTING,
                            method=BASELINE_METHOD, results_path=results,
                            model_cache_path=activations.model_cache_path, datasets=list(datasets), device=device,
@@ -94,16 +95,6 @@ def family_means(scores: dict[str, dict[str, dict]], ks: list[int], prefix: str)
 
 def _scores(entry: dict) -> dict:
     return {**{short: float(entry[long]) for long, short in SCORES.items()}, "val_auc": float(entry["val_auc"])}
-
-
-def _seed_everything(seed: int) -> None:
-    # sae-probes passes its seed to its train/test split and to sklearn; the global generators are seeded too so
-    # nothing else it touches can vary between runs
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @contextlib.contextmanager
