@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from l0eval.metrics import cosine, decoder_projection, reconstruction, toy_recovery
 from l0eval.metrics.cosine import decoder_cosine, encoder_cosine
@@ -28,16 +29,24 @@ METRIC_VERSIONS = {
 
 @torch.no_grad()
 def evaluate_family(saes: Sequence, batches: Iterable[torch.Tensor], n_values: Sequence[float],
-                    normalize_decoder: bool = False, embedding: torch.Tensor | None = None) -> list[dict]:
-    """Metrics per SAE: reconstruction/sparsity, s_n^dec for each n, c_dec, c_enc and (toys) feature recovery."""
+                    normalize_decoder: bool = False, embedding: torch.Tensor | None = None,
+                    progress_total: int | None = None) -> list[dict]:
+    """Metrics per SAE: reconstruction/sparsity, s_n^dec for each n, c_dec, c_enc and (toys) feature recovery.
+
+    With ``progress_total`` (the number of input rows), a progress bar shows rows (tokens) per second.
+    """
     recon = [ReconstructionAccumulator(sae.cfg.d_sae, sae.W_dec.device) for sae in saes]
     snd = [DecoderProjectionAccumulator(sae.W_dec, sae.b_dec, n_values, normalize_decoder) for sae in saes]
+    bar = tqdm(total=progress_total, unit="tok", unit_scale=True, desc=f"{len(saes)} SAEs",
+               disable=progress_total is None)
     for batch in batches:
+        bar.update(batch.shape[0])
         for sae, recon_acc, snd_acc in zip(saes, recon, snd):
             x = batch.to(sae.W_dec.device, sae.W_dec.dtype)
             acts = sae.encode(x)
             recon_acc.update(x, sae.decode(acts), acts)
             snd_acc.update(x)
+    bar.close()
     results = []
     for sae, recon_acc, snd_acc in zip(saes, recon, snd):
         metrics = recon_acc.compute()

@@ -308,9 +308,9 @@ def test_llm_family_errors_are_clear(tmp_path, capsys):
     family = llm_family(tmp_path, d_in=16)
     assert main(["run", "--family", str(family), "--out", str(tmp_path), "--quiet"]) == 2
     assert "has d_in 16 but" in capsys.readouterr().err
+    family = llm_family(tmp_path / "right-d-in")
     raw = yaml.safe_load(family.read_text())
     raw["activations"]["hook"] = "blocks.9.hook_resid_post"
-    raw["d_in"] = 32
     family.write_text(yaml.safe_dump(raw))
     assert main(["run", "--family", str(family), "--out", str(tmp_path), "--quiet"]) == 2
     assert "asks for layer 9, but LlamaForCausalLM has 4 layers" in capsys.readouterr().err
@@ -384,6 +384,9 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     results = read_results(tmp_path / "out" / "tiny-llm-family.json")
     assert [e["trained_here"] for e in results["saes"]] == [False, False, False, True, True]
     assert all(e["measured_l0"] > 0 for e in results["saes"][3:])
+    training = [m.get("training") for m in results["family"]["members"]]
+    assert training[:3] == [None] * 3 and training[3]["samples"] == 4096 and training[3]["lr"] == 3e-4
+    assert training[3]["trained_together_with"] == [2.0, 6.0] and training[3]["train_seconds"] > 0
 
     assert main(args[:4] + ["0", "--width", "64", "--quiet"]) == 2
     assert "every L0 must be in (0, width=64]" in capsys.readouterr().err

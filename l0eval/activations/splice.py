@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from l0eval.activations.hooks import HookPoint, decoder_layers, parse_hook
 
@@ -62,12 +63,12 @@ def _kl(clean: torch.Tensor, patched: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def spliced_metrics(model: nn.Module, token_batches: Sequence[torch.Tensor], hook: HookPoint | str,
-                    saes: Sequence) -> list[dict[str, float]]:
+                    saes: Sequence, progress: bool = False) -> list[dict[str, float]]:
     """Per SAE: CE and KL with the SAE's reconstruction in place of the residual stream at ``hook``."""
     hook = parse_hook(hook) if isinstance(hook, str) else hook
     totals = {"clean": 0.0, "zero": 0.0, "kl_zero": 0.0, "positions": 0}
     per_sae = [{"ce": 0.0, "kl": 0.0} for _ in saes]
-    for tokens in token_batches:
+    for tokens in tqdm(token_batches, desc=f"CE/KL with {len(saes)} SAEs spliced", unit="batch", disable=not progress):
         clean = _log_probs(model, tokens, hook)
         zero = _log_probs(model, tokens, hook, torch.zeros_like)
         totals["clean"] += float(_cross_entropy(clean, tokens))

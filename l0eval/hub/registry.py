@@ -36,6 +36,7 @@ class Member:
     release: str | None = None  # sae-lens release name (format "sae_lens_release")
     converter: str | None = None  # the release's sae-lens conversion_func (None: native SAELens format)
     trained_here: bool = False  # filled in by `l0eval train` on this family's activations
+    training: dict[str, Any] | None = field(default=None, compare=False, hash=False)  # how, for trained_here
     cfg_overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -187,7 +188,9 @@ def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     activations = _parse_activations(top.get("activations", {}), source_path.parent, str(top.get("hook", "")),
                                      str(top.get("model", "")))
     members += tuple(Member(id=f"trained_{Path(m['path']).name}", nominal_l0=m["nominal_l0"], format="sae_lens",
-                            path=m["path"], trained_here=True) for m in store.trained_members(str(top["name"])))
+                            path=m["path"], trained_here=True,
+                            training={key: value for key, value in m.items() if key not in ("path", "nominal_l0")})
+                     for m in store.trained_members(str(top["name"])))
     return SAEFamily(name=str(top["name"]), description=str(top.get("description", "")),
                      model=str(top.get("model", "")), hook=str(top.get("hook", "")),
                      d_in=number(top["d_in"], "d_in", integer=True, low=1),

@@ -58,7 +58,8 @@ def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True
             **assessment}
 
 
-_NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None, "note": "SAEs loaded, not trained"}
+_NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None,
+                "note": "SAEs loaded, not trained in this run (trained-here members say how under family.members)"}
 
 
 def _nominal_l0(member, sae) -> float:
@@ -74,7 +75,8 @@ def _family_record(family: SAEFamily, snd_n: list[int]) -> dict:
             "source": family.source, "activations": activations, "spec_path": family.spec_path,
             "selectors": {"snd_n": snd_n},
             "members": [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "format": m.format,
-                         "nominal_l0": m.nominal_l0, "trained_here": m.trained_here} for m in family.members]}
+                         "nominal_l0": m.nominal_l0, "trained_here": m.trained_here,
+                         **({"training": m.training} if m.trained_here else {})} for m in family.members]}
 
 
 def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream: DownstreamConfig) -> dict:
@@ -99,11 +101,12 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
     snd_n = [max(1, round(DEFAULT_N_OVER_WIDTH * width))]
     n_values = sorted({*snd_n, *(max(1, round(f * width)) for f in (0.05, 0.1, 0.25, 0.5))})
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
-    metrics = (evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True)
+    metrics = (evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True,
+                               progress_total=cache.key.n_tokens if progress else None)
                if shared_pass else [{} for _ in saes])
     if spec.ce_sequences and downstream.wants("core"):
         tokens = token_batches(spec, loaded.tokenizer, spec.ce_sequences, device)
-        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes)):
+        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes, progress)):
             met.update(spliced)
     extra = None
     if downstream.wants("probing") or downstream.wants("absorption"):
