@@ -60,7 +60,8 @@ def _downstream_config(args: argparse.Namespace):
                             probe_datasets=tuple(args.probe_datasets) if args.probe_datasets else None,
                             probe_exclude=tuple(args.probe_exclude or ()),
                             probe_ks=tuple(args.probe_k) if args.probe_k else DownstreamConfig.probe_ks,
-                            absorption=setting, seed=args.seed if args.seed is not None else DEFAULT_SEED)
+                            absorption=setting, seed=args.seed if args.seed is not None else DEFAULT_SEED,
+                            explicit=bool(args.metrics))
 
 
 def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:

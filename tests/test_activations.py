@@ -380,7 +380,8 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     assert isinstance(trained, JumpReLUSAE)  # sae-lens's inference form of a BatchTopK SAE
     assert torch.allclose(trained.W_dec.norm(dim=-1), torch.ones(64), atol=1e-4)  # decoder norms folded in
 
-    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet",
+                 "--metrics", "core,snd"]) == 0
     results = read_results(tmp_path / "out" / "tiny-llm-family.json")
     assert [e["trained_here"] for e in results["saes"]] == [False, False, False, True, True]
     assert all(e["measured_l0"] > 0 for e in results["saes"][3:])

@@ -256,7 +256,7 @@ def test_absorption_detects_a_planted_absorbing_latent():
 def test_absorption_reads_resid_post_of_the_layer_before_a_resid_pre_hook():
     assert absorption.resid_post_layer("blocks.6.hook_resid_pre") == 5
     assert absorption.resid_post_layer("blocks.6.hook_resid_post") == 6
-    with pytest.raises(L0EvalError, match="embeddings"):
+    with pytest.raises(absorption.AbsorptionUnavailable, match="embeddings"):
         absorption.resid_post_layer("blocks.0.hook_resid_pre")
 
 
@@ -265,7 +265,7 @@ def test_absorption_needs_words_for_every_letter():
     config = LlamaConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, num_key_value_heads=2,
                          intermediate_size=16, vocab_size=len(tokenizer), bos_token_id=1, pad_token_id=0)
     loaded = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), tokenizer, "tiny", "test")
-    with pytest.raises(L0EvalError, match="at least 5 single-token alphabetic words per first letter"):
+    with pytest.raises(absorption.AbsorptionUnavailable, match="at least 5 single-token alphabetic words per first"):
         absorption.run_absorption(loaded, HOOK, [], absorption.CPU_REDUCED, seed=0)
 
 
@@ -305,3 +305,16 @@ def test_unknown_metric_is_a_clear_error(tmp_path, capsys):
     assert "unknown metric(s) probes" in capsys.readouterr().err
     assert main(["run", "--family", str(llm_family(tmp_path)), "--metrics", "probing"]) == 2
     assert "have no nominal_l0" in capsys.readouterr().err
+
+
+def test_absorption_that_cannot_run_is_skipped_by_default_and_an_error_when_asked_for():
+    from l0eval.downstream.run import DownstreamConfig, run_downstream
+
+    tokenizer = word_tokenizer(["apple", "has", "the", "first", "letter"])
+    config = LlamaConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, num_key_value_heads=2,
+                         intermediate_size=16, vocab_size=len(tokenizer), bos_token_id=1, pad_token_id=0)
+    loaded = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), tokenizer, "tiny", "test")
+    outcome = run_downstream(loaded, HOOK, [], [], DownstreamConfig(metrics=("absorption",)), "cpu", [])
+    assert "single-token alphabetic words" in outcome["record"]["skipped"]["absorption"]
+    with pytest.raises(absorption.AbsorptionUnavailable):
+        run_downstream(loaded, HOOK, [], [], DownstreamConfig(metrics=("absorption",), explicit=True), "cpu", [])

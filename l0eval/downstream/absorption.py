@@ -41,9 +41,13 @@ from types import SimpleNamespace
 import torch
 
 from l0eval import store
-from l0eval.activations.hooks import HookError, parse_hook, residual_activations
+from l0eval.activations.hooks import parse_hook, residual_activations
 from l0eval.downstream import seed_everything
 from l0eval.errors import L0EvalError
+
+
+class AbsorptionUnavailable(L0EvalError):
+    """The model or hook cannot carry SAEBench's first-letter task."""
 
 PROMPT_TEMPLATE = "{word} has the first letter:"
 PROMPT_TOKEN_POS = -6  # sae-bench's default: " has the first letter:" is 5 tokens after the word
@@ -126,7 +130,8 @@ def resid_post_layer(hook: str) -> int:
     if point.position == "post":
         return point.layer
     if point.layer == 0:
-        raise HookError("absorption needs a residual stream after a layer; blocks.0.hook_resid_pre is the embeddings")
+        raise AbsorptionUnavailable("absorption needs a residual stream after a layer; blocks.0.hook_resid_pre is "
+                                    "the embeddings")
     return point.layer - 1
 
 
@@ -176,8 +181,8 @@ def _check_letters(vocab: list[str]) -> None:
         counts[word.strip()[0].lower()] = counts.get(word.strip()[0].lower(), 0) + 1
     short = [letter for letter, count in counts.items() if count < MIN_WORDS_PER_LETTER]
     if short:
-        raise L0EvalError(f"absorption needs at least {MIN_WORDS_PER_LETTER} single-token alphabetic words per "
-                          f"first letter; the tokenizer has fewer for {', '.join(short)}")
+        raise AbsorptionUnavailable(f"absorption needs at least {MIN_WORDS_PER_LETTER} single-token alphabetic "
+                                    f"words per first letter; the tokenizer has fewer for {', '.join(short)}")
 
 
 def _sample_per_letter(vocab: list[str], words: int, seed: int) -> list[str]:

@@ -33,6 +33,7 @@ class DownstreamConfig:
     absorption: absorption_eval.AbsorptionSetting | None = None  # None: FULL on GPU, CPU_REDUCED on CPU
     saebench_probing: saebench_probing.SAEBenchProbingSetting | None = None  # None: SAEBench sizes on GPU, CPU_SETTING
     seed: int = DEFAULT_SEED
+    explicit: bool = False  # metrics named by the user: one that cannot run is an error, not a skip
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was left out
 
     def wants(self, metric: str) -> bool:
@@ -72,7 +73,12 @@ def run_downstream(loaded, hook: str, names: list[str], saes: list, config: Down
         record["wall_seconds"]["saebench_probing"] = time.monotonic() - started
     if config.wants("absorption"):
         started = time.monotonic()
-        record["absorption"] = _absorption(loaded, hook, names, saes, config, device, per_sae, details)
+        try:
+            record["absorption"] = _absorption(loaded, hook, names, saes, config, device, per_sae, details)
+        except absorption_eval.AbsorptionUnavailable as exc:
+            if config.explicit:
+                raise
+            record["skipped"]["absorption"] = str(exc)
         record["wall_seconds"]["absorption"] = time.monotonic() - started
     return {"per_sae": per_sae, "details": details, "baselines": baselines, "record": record}
 

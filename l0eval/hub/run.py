@@ -114,7 +114,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
                                datasets_in_corpus(spec.corpus), progress)
         for met, flat in zip(metrics, extra["per_sae"]):
             met.update(flat)
-    _report_skipped(downstream.skipped)
+    _report_skipped(extra["record"]["skipped"] if extra is not None else downstream.skipped)
     rows, entries = [], []
     for index, (member, met) in enumerate(zip(family.members, metrics)):
         l0 = member.nominal_l0 if member.nominal_l0 is not None else met["l0"]
