@@ -37,19 +37,20 @@ from l0eval.activations.hooks import residual_activations
 K_VALUES = (1, 2, 5, 10, 20, 50)
 CONTEXT = 128
 SAE_BATCH_SIZE = 125  # sae-bench's sae_batch_size default
-# offline stand-ins on CPU: short-prompt sae-probes datasets of different kinds (entity, geography, news topic)
-CPU_FALLBACK_DATASETS = ("5_hist_fig_ismale", "124_world_country_United_States", "24_headline_isiran")
+# offline stand-ins: short-prompt sae-probes datasets of different kinds (entity, geography, news topic); a few
+# only, because token-level activations (up to 128 x d_model per text) are cached for each
+FALLBACK_DATASETS = ("5_hist_fig_ismale", "124_world_country_United_States", "24_headline_isiran")
 
 
 @dataclass(frozen=True)
 class SAEBenchProbingSetting:
     train_per_class: int = 2000  # SAEBench: 4000 train / 1000 test texts per one-vs-rest task
     test_per_class: int = 500
-    fallback_datasets: tuple[str, ...] | None = None  # None: every sae-probes dataset not excluded
+    fallback_datasets: tuple[str, ...] = FALLBACK_DATASETS
     ks: tuple[int, ...] = K_VALUES
 
 
-CPU_SETTING = SAEBenchProbingSetting(train_per_class=200, test_per_class=100, fallback_datasets=CPU_FALLBACK_DATASETS)
+CPU_SETTING = SAEBenchProbingSetting(train_per_class=200, test_per_class=100)
 
 
 def hub_datasets() -> list[str]:
@@ -80,10 +81,8 @@ def class_texts(setting: SAEBenchProbingSetting, exclude: list[str], seed: int) 
         classes = dataset_info.chosen_classes_per_dataset[name]
         chosen[name] = (dataset_utils.filter_dataset(train, classes), dataset_utils.filter_dataset(test, classes))
     if not chosen:
-        from l0eval.downstream.probe_data import all_datasets
-
-        names = setting.fallback_datasets or [d for d in all_datasets() if d not in exclude]
-        chosen = {name: _sae_probes_classes(name, setting, seed) for name in names if name not in exclude}
+        chosen = {name: _sae_probes_classes(name, setting, seed) for name in setting.fallback_datasets
+                  if name not in exclude}
     return chosen, missing
 
 
