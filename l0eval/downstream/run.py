@@ -9,6 +9,7 @@ metrics use fixed column names (``sparse_probing_k1``, ``sparse_probing_k16``, `
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -56,6 +57,7 @@ def run_downstream(loaded, hook: str, names: list[str], saes: list, config: Down
     Returns {"per_sae": [flat metrics], "details": [{"sparse_probing": ..., "absorption": ...}],
     "baselines": {...}, "record": {...}}.
     """
+    _note_reduced_settings(config, device)
     per_sae: list[dict] = [{} for _ in saes]
     details: list[dict] = [{} for _ in saes]
     baselines: dict = {}
@@ -81,6 +83,20 @@ def run_downstream(loaded, hook: str, names: list[str], saes: list, config: Down
             record["skipped"]["absorption"] = str(exc)
         record["wall_seconds"]["absorption"] = time.monotonic() - started
     return {"per_sae": per_sae, "details": details, "baselines": baselines, "record": record}
+
+
+def _note_reduced_settings(config: DownstreamConfig, device: str) -> None:
+    """Say on stderr what the CPU defaults leave out (the results record it too)."""
+    if device.startswith("cuda"):
+        return
+    reduced = []
+    if config.wants("probing") and not config.probe_datasets:
+        reduced.append(f"probing runs {len(probe_data.CPU_DATASETS)} of the sae-probes datasets "
+                       "(probe_data.CPU_DATASETS) and SAEBench's protocol on its offline fallback at reduced sizes")
+    if config.wants("absorption") and config.absorption is None:
+        reduced.append(f"absorption samples {absorption_eval.CPU_REDUCED.words} words")
+    if reduced:
+        print(f"l0eval: on CPU {'; '.join(reduced)}; --device cuda runs the full settings", file=sys.stderr)
 
 
 def _probing(loaded, hook, names, saes, config, device, exclude_from_corpus, per_sae, details, baselines,
