@@ -92,7 +92,7 @@ def _note_reduced_settings(config: DownstreamConfig, device: str) -> None:
     reduced = []
     if config.wants("probing") and not config.probe_datasets:
         reduced.append(f"probing runs {len(probe_data.CPU_DATASETS)} of the sae-probes datasets "
-                       "(probe_data.CPU_DATASETS) and SAEBench's protocol on its offline fallback at reduced sizes")
+                       "(probe_data.CPU_DATASETS), SAEBench's protocol at reduced sizes")
     if config.wants("absorption") and config.absorption is None:
         reduced.append(f"absorption samples {absorption_eval.CPU_REDUCED.words} words")
     if reduced:
