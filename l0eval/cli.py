@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from l0eval.errors import L0EvalError
@@ -13,30 +12,49 @@ from l0eval.spec import FamilySpec
 
 def _run(args: argparse.Namespace) -> int:
     from l0eval.catalog import resolve
-    from l0eval.report import summary
-    from l0eval.results import write_json
 
-    family = resolve(args.family)
+    if len(set(args.family)) != len(args.family):
+        raise L0EvalError("a --family is given twice")
+    families = [resolve(name) for name in args.family]
+    families = [_with_overrides(f, args) if isinstance(f, FamilySpec) else f for f in families]
+    if args.executor == "ray":
+        return _run_on_ray(families, args)
+    if args.ray_address:
+        raise L0EvalError("--ray-address needs --executor ray")
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise L0EvalError(f"--device {args.device} asked for, but torch sees no CUDA device")
-    started = time.monotonic()
-    if isinstance(family, FamilySpec):
-        from l0eval.toy.run import run_family
+    from l0eval.executors.local import run_family
 
-        results = run_family(_with_overrides(family, args), device=args.device, progress=not args.quiet)
-    else:
-        from l0eval.hub.run import run_sae_family
+    downstream = _downstream_config(args)
+    for family in families:
+        _write_results(run_family(family, device=args.device, progress=not args.quiet, downstream=downstream),
+                       args.out)
+    return 0
 
-        results = run_sae_family(family, device=args.device, progress=not args.quiet,
-                                 downstream=_downstream_config(args))
-    results["run"]["wall_seconds"] = time.monotonic() - started
-    path = write_json(Path(args.out) / f"{family.name}.json", results)
+
+def _write_results(results: dict, out: str) -> None:
+    from l0eval.report import summary
+    from l0eval.results import write_json
+
+    path = write_json(Path(out) / f"{results['family']['name']}.json", results)
     print(summary(results))
     print(f"\nresults written to {path} ({results['run']['wall_seconds']:.0f}s)")
-    return 0
+
+
+def _run_on_ray(families: list, args: argparse.Namespace) -> int:
+    if args.unit_memory_gb <= 0 or args.max_attempts < 1:
+        raise L0EvalError("--unit-memory-gb must be > 0 and --max-attempts at least 1")
+    from l0eval.executors.ray import RayOptions, run_on_ray
+
+    options = RayOptions(address=args.ray_address, device=args.device, unit_memory_gb=args.unit_memory_gb,
+                         max_attempts=args.max_attempts, progress=not args.quiet)
+    outcome = run_on_ray(families, options, lambda results: _write_results(results, args.out))
+    for line in outcome.failed:
+        print(f"l0eval: error: {line}", file=sys.stderr)
+    return 1 if outcome.failed else 0
 
 
 def _downstream_config(args: argparse.Namespace):
@@ -135,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train/evaluate a family, apply every L0 selector, write results JSON")
-    run.add_argument("--family", required=True, help="built-in family name (see `l0eval families`) or a YAML path")
+    run.add_argument("--family", required=True, action="append",
+                     help="built-in family name (see `l0eval families`) or a YAML path; repeat for several")
     run.add_argument("--out", default="results", help="directory for <family>.json (default: results)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     run.add_argument("--seed", type=int, help="first training seed replicate (also the training-data seed)")
@@ -152,7 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "SAE-training corpus are excluded automatically)")
     run.add_argument("--probe-k", type=int, nargs="+", help="top-k latents for sparse probing (default: 1 16)")
     run.add_argument("--absorption-words", type=int, help="absorption: sample this many words of the vocabulary "
-                                                          "(default: all on GPU, 1500 on CPU)")
+                                                          "(default: all on GPU, 800 on CPU)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: one family after another in this process (default); ray: units of work over a "
+                          "Ray cluster, resumable (pip install 'l0eval[ray]')")
+    run.add_argument("--ray-address", help="the Ray cluster to join, e.g. HEAD_IP:6379 or auto "
+                                           "(default: start Ray on this machine)")
+    run.add_argument("--unit-memory-gb", type=float, default=16.0,
+                     help="ray: memory of one GPU (CPU runs: memory one unit may use); LLM families are split "
+                          "into shards of SAEs that fit it with the model (default 16)")
+    run.add_argument("--max-attempts", type=int, default=3,
+                     help="ray: attempts per unit before it is reported failed (default 3)")
     run.set_defaults(handler=_run)
 
     train = sub.add_parser("train", help="train BatchTopK SAEs at missing L0s on an LLM family's cached activations")

@@ -39,6 +39,7 @@ def demo_family(folder: Path, sequences: int) -> Path:
     raw["name"] = "smollm2-l0-resume-demo"
     raw["members"] = [{"id": m.id, "path": m.path, "nominal_l0": m.nominal_l0} for m in family.members]
     raw["activations"]["sequences"] = sequences
+    raw["activations"]["ce_sequences"] = 8  # CE/KL is compared too, on fewer sequences to keep the demo short
     path = folder / "family.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -71,3 +71,13 @@ def test_smollm2_family_has_downstream_ground_truth_for_every_sae():
     baseline = results["downstream_baselines"]["residual_top_k"]
     assert 0.5 < baseline["sparse_probing_k16"] <= 1
     assert results["run"]["wall_seconds"] > 0 and results["run"]["seeds"]["downstream"] == 42
+
+
+def test_killed_real_run_resumes_without_recomputing_and_gives_identical_results():
+    """`python scripts/demo_resume.py` (SmolLM2-135M, the smollm2-l0 family's SAEs)"""
+    demo = load("demo_resume.json")
+    assert 0 < demo["shards_finished_when_killed"] < demo["shards_total"]
+    assert demo["finished_shards_rewritten_on_resume"] == 0
+    assert demo["shards_computed_on_resume"] == demo["shards_total"] - demo["shards_finished_when_killed"]
+    assert demo["shards_byte_identical_to_uninterrupted_run"] and demo["metrics_identical_to_uninterrupted_run"]
+    assert demo["selectors_identical_to_uninterrupted_run"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from l0eval import store
@@ -65,10 +66,12 @@ def _converted_gguf(name: str, source: GGUFModel) -> tuple[Path, str]:
     revision = f"{source.package}=={importlib.metadata.version(source.package)}:{source.filename}"
     target = store.cache_root() / "models" / name
     marker = target / "l0eval-source.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("revision") == revision:
-        return target, revision
-    _convert_gguf(package_dir, source.filename, target)
-    marker.write_text(json.dumps({"revision": revision}) + "\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):  # concurrent units on one node (`--executor ray`) convert it once
+        if marker.is_file() and json.loads(marker.read_text()).get("revision") == revision:
+            return target, revision
+        _convert_gguf(package_dir, source.filename, target)
+        marker.write_text(json.dumps({"revision": revision}) + "\n")
     return target, revision
 
 

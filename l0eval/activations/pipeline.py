@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 
 import torch
+from filelock import FileLock
 
 from l0eval import store
 from l0eval.activations.batching import auto_forward_batch
@@ -36,17 +37,21 @@ def activation_cache(spec: LLMActivationSpec, device: str = "cpu",
     loaded = load_model(spec.model, dtype=spec.model_dtype, device=device)
     key = cache_key(spec, loaded.revision)
     digest = hashlib.sha256(json.dumps(key.identity(), sort_keys=True).encode()).hexdigest()[:16]
-    cache = ActivationCache(store.cache_root() / "activations" / digest, key)
-    if cache.is_complete:
-        return loaded, cache
+    directory = store.cache_root() / "activations" / digest
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # several processes may ask for the same cache at once (shards of a family, `--executor ray`): one fills it
+    with FileLock(f"{directory}.lock"):
+        cache = ActivationCache(directory, key)
+        if cache.is_complete:
+            return loaded, cache
 
-    forward_batch = auto_forward_batch(loaded.model, spec.context, device, spec.batch_sequences)
+        forward_batch = auto_forward_batch(loaded.model, spec.context, device, spec.batch_sequences)
 
-    def activations_of(tokens):
-        return torch.cat([residual_activations(loaded.model, part.to(device), spec.hook)
-                          for part in tokens.split(forward_batch)])
+        def activations_of(tokens):
+            return torch.cat([residual_activations(loaded.model, part.to(device), spec.hook)
+                              for part in tokens.split(forward_batch)])
 
-    return loaded, fill_cache(cache, corpus_sequences(spec, loaded.tokenizer), activations_of, progress)
+        return loaded, fill_cache(cache, corpus_sequences(spec, loaded.tokenizer), activations_of, progress)
 
 
 def corpus_sequences(spec: LLMActivationSpec, tokenizer) -> Iterator[torch.Tensor]:

@@ -1,0 +1,137 @@
+"""One JSON record per finished SAE, so that a distributed run resumes where it stopped.
+
+Records live under ``$L0EVAL_CACHE/records/<family>-<key>/``, where the key hashes everything that
+changes an SAE's numbers (the family's data and settings, the metric versions, the device kind); a
+member's file name adds a hash of where its weights come from. Each record holds the member's
+``saes`` entry and the rest of its unit's results (the "frame"), so a family's results can be
+rebuilt from records alone. Records are written by the driver as each unit finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+import l0eval
+from l0eval import store
+from l0eval.evaluate import METRIC_VERSIONS
+from l0eval.executors.units import Unit, member_ids
+from l0eval.heuristics import default_selectors, metric_row, score_selectors
+from l0eval.hub.registry import SAEFamily
+from l0eval.results import SCHEMA_VERSION, read_results, write_json
+from l0eval.spec import FamilySpec, resolve_family
+
+
+def _digest(content: object) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+class FamilyRecords:
+    """The records of one family's members for one device kind (``cpu`` or ``cuda``)."""
+
+    def __init__(self, family: FamilySpec | SAEFamily, device: str):
+        self.family = family
+        self.ids = member_ids(family)
+        key = _digest({"family": _family_content(family), "metric_versions": _metric_versions(family),
+                       "l0eval": l0eval.__version__, "device": device.split(":")[0]})
+        self.directory = store.cache_root() / "records" / f"{_safe(family.name)}-{key}"
+        self._member_keys = _member_keys(family, self.ids)
+
+    def path(self, member_id: str) -> Path:
+        return self.directory / f"{_safe(member_id)}-{self._member_keys[member_id]}.json"
+
+    def missing(self) -> list[str]:
+        return [member_id for member_id in self.ids if not self.path(member_id).is_file()]
+
+    def write(self, unit: Unit, outcome: dict) -> None:
+        """One record per SAE of a finished unit."""
+        results = outcome["results"]
+        frame = {key: value for key, value in results.items() if key != "saes"}
+        about = {"unit": unit.name, "run_id": uuid.uuid4().hex, "members": list(unit.member_ids),
+                 "seconds": outcome["seconds"], "host": outcome["host"]}
+        for entry in results["saes"]:
+            write_json(self.path(entry["id"]), {"schema_version": SCHEMA_VERSION, "family": self.family.name,
+                                                "member": entry["id"], "unit": about, "keys": list(results),
+                                                "entry": entry, "frame": frame})
+
+    def assemble(self) -> dict:
+        """The family's results from its records: what ``l0eval run`` writes locally, but for the timing
+        and host fields (``run.wall_seconds`` is the units' compute time; ``run.executor`` lists them)."""
+        records = [read_results(self.path(member_id)) for member_id in self.ids]
+        first = records[0]
+        if first["unit"]["members"] == self.ids and len({r["unit"]["run_id"] for r in records}) == 1:
+            results = {key: first["frame"][key] if key != "saes" else [r["entry"] for r in records]
+                       for key in first["keys"]}
+        else:
+            results = _merge_shards(records)
+        units = list({r["unit"]["run_id"]: r["unit"] for r in records}.values())
+        results["run"]["wall_seconds"] = sum(unit["seconds"] for unit in units)
+        results["run"]["executor"] = {"name": "ray", "units": [{key: unit[key] for key in ("unit", "host", "seconds")}
+                                                               for unit in units]}
+        return results
+
+
+def _merge_shards(records: list[dict]) -> dict:
+    """An LLM family run as several shards: the per-SAE entries side by side, and the family-level
+    fields (members, per-L0 table, selectors) recomputed over all of them, as ``_run_on_llm`` does."""
+    frame = records[0]["frame"]
+    entries = [record["entry"] for record in records]
+    members = [next(m for m in record["frame"]["family"]["members"] if m["id"] == record["member"])
+               for record in records]
+    snd_n = frame["family"]["selectors"]["snd_n"]
+    rows = [metric_row(e["nominal_l0"] if e["nominal_l0"] is not None else e["measured_l0"], e["metrics"])
+            for e in entries]
+    table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
+    merged = {**frame, "family": {**frame["family"], "members": members}, "saes": entries,
+              "by_l0": table.to_dict(orient="records"),
+              "selectors": score_selectors(default_selectors(snd_n), table, frame["ground_truth"]["true_l0"])}
+    return {key: merged[key] for key in records[0]["keys"]}
+
+
+def _family_content(family: FamilySpec | SAEFamily) -> dict:
+    """What the family's numbers depend on, members aside (they are keyed one by one)."""
+    if isinstance(family, FamilySpec):
+        return {"spec": family.to_dict(), "fingerprint": family.fingerprint()}
+    activations = {key: dataclasses.asdict(value) if key == "llm" else value
+                   for key, value in family.activations.items()}
+    if "toy" in activations:
+        activations["toy_spec"] = resolve_family(activations["toy"]).to_dict()
+    return {"name": family.name, "d_in": family.d_in, "activations": activations}
+
+
+def _metric_versions(family: FamilySpec | SAEFamily) -> dict:
+    if isinstance(family, SAEFamily) and "llm" in family.activations:
+        from l0eval.activations import splice
+
+        return {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION}
+    return METRIC_VERSIONS
+
+
+def _member_keys(family: FamilySpec | SAEFamily, ids: list[str]) -> dict[str, str]:
+    if isinstance(family, FamilySpec):  # the family key covers the spec and the member id names the SAE
+        return {member_id: _digest(member_id) for member_id in ids}
+    return {member.id: _digest(dataclasses.asdict(member)) for member in family.members}
+
+
+# the fields that differ between two runs of the same work: clocks, cache folders, host and thread count
+TIMING_AND_HOST = frozenset({"started", "finished", "wall_seconds", "train_seconds", "trained_at", "cache_dir",
+                             "device_name", "executor"})
+
+
+def without_timing_and_host(value):
+    """Results with the timing and host fields dropped, at any depth: what two executors must agree on."""
+    if isinstance(value, dict):
+        return {key: without_timing_and_host(item) for key, item in value.items() if key not in TIMING_AND_HOST}
+    if isinstance(value, list):
+        return [without_timing_and_host(item) for item in value]
+    return value
