@@ -131,7 +131,7 @@ def _probing(loaded, hook, names, saes, config, device, exclude_from_corpus, per
             "baselines": {"residual_top_k": "the same procedure on residual channels (identity encoder)",
                           "residual_full_width": f"sae-probes baseline '{sae_probes.BASELINE_METHOD}' "
                                                  "(L2 logistic regression on all channels)"},
-            "model_activations": {"cache": str(activations.model_cache_path), "max_seq_len": probe_data.MAX_SEQ_LEN,
+            "model_activations": {"cache_dir": str(activations.model_cache_path), "max_seq_len": probe_data.MAX_SEQ_LEN,
                                   "position": "last token", "bos": True}}
 
 
