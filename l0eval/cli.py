@@ -28,8 +28,10 @@ def _run(args: argparse.Namespace) -> int:
             raise L0EvalError(f"--device {args.device} asked for, but torch sees no CUDA device")
     from l0eval.executors.local import run_family
 
+    downstream = _downstream_config(args)
     for family in families:
-        _write_results(run_family(family, device=args.device, progress=not args.quiet), args.out)
+        _write_results(run_family(family, device=args.device, progress=not args.quiet, downstream=downstream),
+                       args.out)
     return 0
 
 
@@ -53,6 +55,31 @@ def _run_on_ray(families: list, args: argparse.Namespace) -> int:
     for line in outcome.failed:
         print(f"l0eval: error: {line}", file=sys.stderr)
     return 1 if outcome.failed else 0
+
+
+def _downstream_config(args: argparse.Namespace):
+    """--metrics, --seed and the probing/absorption options for a `kind: saes` family."""
+    from dataclasses import replace
+
+    from l0eval.downstream import absorption
+    from l0eval.downstream.run import ALL_METRICS, DEFAULT_SEED, DownstreamConfig, parse_metrics
+
+    if args.seed is not None and args.seed < 0:
+        raise L0EvalError("--seed must be >= 0")
+    if args.probe_k is not None and any(k < 1 for k in args.probe_k):
+        raise L0EvalError("--probe-k values must be >= 1")
+    setting = None
+    if args.absorption_words is not None:
+        if args.absorption_words < 26 * 5:
+            raise L0EvalError(f"--absorption-words must be at least {26 * 5} (5 words per letter)")
+        base = absorption.FULL if args.device.startswith("cuda") else absorption.CPU_REDUCED
+        setting = replace(base, words=args.absorption_words)
+    return DownstreamConfig(metrics=parse_metrics(args.metrics) if args.metrics else ALL_METRICS,
+                            probe_datasets=tuple(args.probe_datasets) if args.probe_datasets else None,
+                            probe_exclude=tuple(args.probe_exclude or ()),
+                            probe_ks=tuple(args.probe_k) if args.probe_k else DownstreamConfig.probe_ks,
+                            absorption=setting, seed=args.seed if args.seed is not None else DEFAULT_SEED,
+                            explicit=bool(args.metrics))
 
 
 def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:
@@ -168,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--paper-recipe", action="store_true",
                      help="the paper's full recipe: 15M samples per SAE at lr 3e-4, 5 seed replicates")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--metrics", help="LLM families: comma-separated subset of core,snd,probing,absorption "
+                                       "(default: all; --seed is the probing/absorption seed, default 42)")
+    run.add_argument("--probe-datasets", nargs="+", help="sae-probes datasets to probe (default: all on GPU, a "
+                                                         "documented subset on CPU)")
+    run.add_argument("--probe-exclude", nargs="+", help="sae-probes datasets never to probe (those in the family's "
+                                                        "SAE-training corpus are excluded automatically)")
+    run.add_argument("--probe-k", type=int, nargs="+", help="top-k latents for sparse probing (default: 1 16)")
+    run.add_argument("--absorption-words", type=int, help="absorption: sample this many words of the vocabulary "
+                                                          "(default: all on GPU, 800 on CPU)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local: one family after another in this process (default); ray: units of work over a "
                           "Ray cluster, resumable (pip install 'l0eval[ray]')")

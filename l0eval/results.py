@@ -25,8 +25,8 @@ from l0eval.errors import ResultsError
 
 SCHEMA_VERSION = 1
 
-TRACKED_LIBRARIES = ("torch", "sae-lens", "sae-bench", "transformers", "huggingface-hub", "numpy", "scipy",
-                     "scikit-learn", "pandas", "kneed")
+TRACKED_LIBRARIES = ("torch", "sae-lens", "sae-bench", "sae-probes", "transformers", "huggingface-hub", "numpy",
+                     "scipy", "scikit-learn", "pandas", "kneed")
 
 
 def library_versions() -> dict[str, str | None]:

@@ -275,14 +275,15 @@ def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys,
     from l0eval.results import read_results
 
     family = llm_family(tmp_path)
-    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet", "--device", device]) == 0
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet", "--device", device,
+                 "--metrics", "core,snd"]) == 0
     results = read_results(tmp_path / "out" / "tiny-llm-family.json")
     activations = results["run"]["activations"]
     assert activations["hook"] == "blocks.1.hook_resid_post" and activations["n_tokens"] == 160
     assert activations["prepend_bos"] is True and activations["revision"].startswith("local:")
     l0s = [entry["measured_l0"] for entry in results["saes"]]
     assert l0s[0] > l0s[1] > l0s[2] > 0, l0s  # higher JumpReLU threshold, fewer active latents
-    assert results["ground_truth"]["true_l0"] is None and "not computed yet" in results["ground_truth"]["reason"]
+    assert results["ground_truth"]["true_l0"] is None and "downstream targets" in results["ground_truth"]["reason"]
     assert all({"ce_loss_score", "kl_div_score", "fvu", "c_dec"} <= set(e["metrics"]) for e in results["saes"])
     assert results["run"]["evaluation"]["spliced_sequences"] == 16 and "spliced" in results["run"]["metric_versions"]
     assert results["family"]["selectors"]["snd_n"] == [23]  # round(12000 / 32768 * 64): the paper's n / width
@@ -299,7 +300,8 @@ def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys,
         raise AssertionError("the cached activations were recomputed")
 
     monkeypatch.setattr(pipeline, "residual_activations", no_model_pass)
-    assert main(["run", "--family", str(family), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "again"), "--quiet",
+                 "--metrics", "core,snd"]) == 0
     again = read_results(tmp_path / "again" / "tiny-llm-family.json")
     assert [e["metrics"] for e in again["saes"]] == [e["metrics"] for e in results["saes"]]
 
@@ -384,7 +386,8 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     assert isinstance(trained, JumpReLUSAE)  # sae-lens's inference form of a BatchTopK SAE
     assert torch.allclose(trained.W_dec.norm(dim=-1), torch.ones(64), atol=1e-4)  # decoder norms folded in
 
-    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet",
+                 "--metrics", "core,snd"]) == 0
     results = read_results(tmp_path / "out" / "tiny-llm-family.json")
     assert [e["trained_here"] for e in results["saes"]] == [False, False, False, True, True]
     assert all(e["measured_l0"] > 0 for e in results["saes"][3:])

@@ -57,6 +57,22 @@ def test_batched_trainer_benchmark_shows_the_batched_trainer_ahead():
     assert bench["speedup"] > 1
 
 
+def test_smollm2_family_has_downstream_ground_truth_for_every_sae():
+    """`python -m l0eval.cli run --family smollm2-l0 --out results` (after `l0eval train`, scripts/smollm2_family.py)"""
+    results = load("smollm2-l0.json")
+    for entry in results["saes"]:
+        metrics = entry["metrics"]
+        for name in ("sparse_probing_k1", "sparse_probing_k16", "absorption_fraction", "full_absorption"):
+            assert metrics[name] is not None and 0 <= metrics[name] <= 1, (entry["id"], name)
+        assert set(entry["downstream"]["sparse_probing"]) == set(results["run"]["downstream"]["sparse_probing"]
+                                                                  ["datasets"])
+    assert "100_news_fake" in results["run"]["downstream"]["sparse_probing"]["excluded_datasets"]
+    assert "100_news_fake" not in results["run"]["downstream"]["sparse_probing"]["datasets"]
+    baseline = results["downstream_baselines"]["residual_top_k"]
+    assert 0.5 < baseline["sparse_probing_k16"] <= 1
+    assert results["run"]["wall_seconds"] > 0 and results["run"]["seeds"]["downstream"] == 42
+
+
 def test_killed_real_run_resumes_without_recomputing_and_gives_identical_results():
     """`python scripts/demo_resume.py` (SmolLM2-135M, the smollm2-l0 family's SAEs)"""
     demo = load("demo_resume.json")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 
+from l0eval.downstream.run import DownstreamConfig
 from l0eval.hub.registry import SAEFamily
 from l0eval.spec import FamilySpec
 
 
-def run_family(family: FamilySpec | SAEFamily, device: str = "cpu", progress: bool = True) -> dict:
-    """Train/evaluate a toy family, or evaluate an existing SAE family, and apply every selector."""
+def run_family(family: FamilySpec | SAEFamily, device: str = "cpu", progress: bool = True,
+               downstream: DownstreamConfig | None = None) -> dict:
+    """Train/evaluate a toy family, or evaluate an existing SAE family (with the ``downstream`` metrics it
+    asks for, default all), and apply every selector."""
     started = time.monotonic()
     if isinstance(family, FamilySpec):
         from l0eval.toy.run import run_family as run_toy_family
@@ -18,6 +21,6 @@ def run_family(family: FamilySpec | SAEFamily, device: str = "cpu", progress: bo
     else:
         from l0eval.hub.run import run_sae_family
 
-        results = run_sae_family(family, device=device, progress=progress)
+        results = run_sae_family(family, device=device, progress=progress, downstream=downstream)
     results["run"]["wall_seconds"] = time.monotonic() - started
     return results

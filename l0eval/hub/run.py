@@ -14,6 +14,8 @@ from dataclasses import asdict
 import pandas as pd
 
 from l0eval.bootstrap import BootstrapDesign, add_bootstrap
+from l0eval.downstream.probe_data import datasets_in_corpus
+from l0eval.downstream.run import DownstreamConfig, run_downstream
 from l0eval.errors import L0EvalError
 from l0eval.evaluate import METRIC_VERSIONS, evaluate_family
 from l0eval.heuristics import default_selectors, metric_row, score_selectors, snd_n_values, width_fraction_n
@@ -25,9 +27,11 @@ from l0eval.toy.model import ToyModel
 from l0eval.toy.run import assess_on_toy, eval_batch
 
 
-def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True) -> dict:
+def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True,
+                   downstream: DownstreamConfig | None = None) -> dict:
+    downstream = downstream or DownstreamConfig()
     if "llm" in family.activations:
-        return _run_on_llm(family, family.activations["llm"], device, progress)
+        return _run_on_llm(family, family.activations["llm"], device, progress, downstream)
     toy_name = family.activations.get("toy")
     if toy_name is None:
         raise L0EvalError(f"family '{family.name}' has no activations to run on: add `activations: {{toy: NAME}}` "
@@ -45,10 +49,13 @@ def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True
                   for m, sae in zip(family.members, saes)]
     assessment = assess_on_toy(toy_spec, model, saes, identities, x, features)
     flag_l0_disagreements(assessment["saes"])
+    skipped = {name: "needs an LLM family (toy activations have no text)" for name in ("probing", "absorption")
+               if downstream.wants(name)}
+    _report_skipped(skipped)
     return {"schema_version": 1, "family": _family_record(family, list(toy_spec.selectors.snd_n)),
             "run": {**header, "finished": now(), "seeds": {"evaluation_data": toy_spec.evaluation.seed},
                     "training": _NOT_TRAINED, "evaluation": assessment.pop("evaluation"),
-                    "metric_versions": METRIC_VERSIONS},
+                    "metric_versions": METRIC_VERSIONS, "downstream": {"skipped": skipped}},
             **assessment}
 
 
@@ -73,12 +80,18 @@ def _family_record(family: SAEFamily, snd_n: list[int]) -> dict:
                          **({"training": m.training} if m.trained_here else {})} for m in family.members]}
 
 
-def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
-    """One model pass (cached) streamed through every SAE; no ground truth until downstream metrics exist."""
+def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream: DownstreamConfig) -> dict:
+    """One model pass (cached) streamed through every SAE, then the downstream metrics on shared activations."""
     from l0eval.activations import splice
     from l0eval.activations.pipeline import activation_cache, token_batches
 
     header = run_header(device)
+    # core (reconstruction, sparsity) and snd (s_n^dec, c_dec, c_enc) come from the same streamed pass
+    shared_pass = downstream.wants("core") or downstream.wants("snd")
+    unmeasured = [m.id for m in family.members if m.nominal_l0 is None]
+    if unmeasured and not shared_pass:
+        raise L0EvalError(f"member(s) {', '.join(unmeasured)} have no nominal_l0: their L0 is measured in the "
+                          "core/snd pass, so add core or snd to --metrics or set nominal_l0")
     saes = load_family(family, device)  # first: a family without usable SAEs fails before the model pass
     loaded, cache = activation_cache(spec, device, progress)
     d_model = next(cache.shards()).shape[1]
@@ -90,37 +103,65 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool) -> dict:
     # members without a nominal L0 get no self-consistent n (their L0 is known only after this pass)
     n_values = snd_n_values([m.nominal_l0 for m in family.members if m.nominal_l0 is not None], width, snd_n)
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
-    metrics = evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True,
-                              progress_total=cache.key.n_tokens if progress else None,
-                              keep_batches=True)
-    if spec.ce_sequences:
+    metrics = (evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True,
+                               progress_total=cache.key.n_tokens if progress else None, keep_batches=True)
+               if shared_pass else [{} for _ in saes])
+    if spec.ce_sequences and downstream.wants("core"):
         tokens = token_batches(spec, loaded.tokenizer, spec.ce_sequences, device)
         for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes, progress)):
             met.update(spliced)
+    extra = None
+    if downstream.wants("probing") or downstream.wants("absorption"):
+        extra = run_downstream(loaded, spec.hook, [m.id for m in family.members], saes, downstream, device,
+                               datasets_in_corpus(spec.corpus), progress)
+        for met, flat in zip(metrics, extra["per_sae"]):
+            met.update(flat)
+    _report_skipped(extra["record"]["skipped"] if extra is not None else downstream.skipped)
     rows, entries = [], []
-    for member, sae, met in zip(family.members, saes, metrics):
+    for index, (member, met) in enumerate(zip(family.members, metrics)):
         l0 = member.nominal_l0 if member.nominal_l0 is not None else met["l0"]
-        batches = met.pop("batches")
+        batches = met.pop("batches", None)
         rows.append(metric_row(l0, met))
-        entries.append({"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": met["l0"],
-                        "trained_here": member.trained_here, "metrics": met, "batches": batches})
+        entry = {"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": met.get("l0"),
+                 "trained_here": member.trained_here, "metrics": met}
+        if batches is not None:
+            entry["batches"] = batches
+        if extra is not None:
+            entry["downstream"] = extra["details"][index]
+        entries.append(entry)
     flag_l0_disagreements(entries)
     table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
     selectors = default_selectors(snd_n, width=width)
     design = BootstrapDesign()
-    return {"schema_version": 1, "family": _family_record(family, snd_n),
-            "run": {**header, "finished": now(), "training": _NOT_TRAINED,
-                    "activations": {**asdict(cache.key), "n_tokens": cache.key.n_tokens,
-                                    "batch_tokens": LLM_BATCH_TOKENS, "cache_dir": str(cache.directory)},
-                    "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec",
-                                   "spliced_sequences": spec.ce_sequences, "width": width,
-                                   "bootstrap": design.record(len(entries[0]["batches"]["mse"]), 1)},
-                    "metric_versions": {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION}},
-            "ground_truth": {"true_l0": None,
-                             "reason": "LLM families have no true L0; the downstream targets (sparse-probing "
-                                       "peak, lowest absorption) are not computed yet"},
-            "saes": entries, "by_l0": table.to_dict(orient="records"),
-            "selectors": add_bootstrap(score_selectors(selectors, table, None), selectors, entries, design)}
+    run = {**header, "finished": now(), "training": _NOT_TRAINED,
+           "activations": {**asdict(cache.key), "n_tokens": cache.key.n_tokens,
+                           "batch_tokens": LLM_BATCH_TOKENS, "cache_dir": str(cache.directory)},
+           "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec",
+                          "spliced_sequences": spec.ce_sequences if downstream.wants("core") else 0,
+                          "metrics": list(downstream.metrics), "width": width},
+           "metric_versions": {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION},
+           "downstream": extra["record"] if extra is not None else {"metrics": list(downstream.metrics),
+                                                                    "skipped": dict(downstream.skipped)}}
+    if shared_pass:
+        run["evaluation"]["bootstrap"] = design.record(len(entries[0]["batches"]["mse"]), 1)
+    if extra is not None:
+        run["seeds"] = extra["record"]["seeds"]
+    results = {"schema_version": 1, "family": _family_record(family, snd_n), "run": run,
+               "ground_truth": {"true_l0": None,
+                                "reason": "LLM families have no true L0; the downstream targets are the peak of "
+                                          "sparse_probing_k1/k16 and the lowest absorption_fraction in by_l0 "
+                                          "(when probing and absorption ran)"},
+               "saes": entries, "by_l0": table.to_dict(orient="records"),
+               "selectors": (add_bootstrap(score_selectors(selectors, table, None), selectors, entries, design)
+                             if shared_pass else {})}
+    if extra is not None:
+        results["downstream_baselines"] = extra["baselines"]
+    return results
+
+
+def _report_skipped(skipped: dict[str, str]) -> None:
+    for name, reason in skipped.items():
+        print(f"l0eval: skipped {name}: {reason}", file=sys.stderr)
 
 
 # s_n^dec's batch size B matters (the paper's LLM protocol: 4096-token batches, values averaged)
@@ -135,7 +176,7 @@ def flag_l0_disagreements(entries: list[dict]) -> None:
     """Warn, in the results and on stderr, when a member's measured L0 is far from its nominal L0."""
     for entry in entries:
         nominal, measured = entry["nominal_l0"], entry["measured_l0"]
-        if nominal and abs(measured - nominal) > L0_DISAGREEMENT * nominal:
+        if nominal and measured is not None and abs(measured - nominal) > L0_DISAGREEMENT * nominal:
             entry["warning"] = (f"measured L0 {measured:.3g} is far from nominal {nominal:g}: check that the SAE "
                                 "was loaded with the right architecture and threshold")
             print(f"l0eval: warning: {entry['id']}: {entry['warning']}", file=sys.stderr)
