@@ -391,6 +391,11 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     results = read_results(tmp_path / "out" / "tiny-llm-family.json")
     assert [e["trained_here"] for e in results["saes"]] == [False, False, False, True, True]
     assert all(e["measured_l0"] > 0 for e in results["saes"][3:])
+    # a 16-step run leaves sae-lens's threshold average at ~15% of its fixed point; calibration restores L0 ~ k
+    for entry, member in zip(results["saes"][3:], manifest):
+        calibration = member["threshold_calibration"]
+        assert calibration["moving_average_threshold"] < 0.5 * calibration["calibrated_threshold"]
+        assert entry["measured_l0"] == pytest.approx(member["nominal_l0"], rel=0.35), entry["measured_l0"]
     training = [m.get("training") for m in results["family"]["members"]]
     assert training[:3] == [None] * 3 and training[3]["samples"] == 4096 and training[3]["lr"] == 3e-4
     assert training[3]["trained_together_with"] == [2.0, 6.0] and training[3]["train_seconds"] > 0
