@@ -49,7 +49,8 @@ def _run_on_ray(families: list, args: argparse.Namespace) -> int:
         raise L0EvalError("--unit-memory-gb must be > 0 and --max-attempts at least 1")
     from l0eval.executors.ray import RayOptions, run_on_ray
 
-    options = RayOptions(address=args.ray_address, device=args.device, unit_memory_gb=args.unit_memory_gb,
+    options = RayOptions(address=args.ray_address, device=args.device, downstream=_downstream_config(args),
+                         unit_memory_gb=args.unit_memory_gb,
                          max_attempts=args.max_attempts, progress=not args.quiet)
     outcome = run_on_ray(families, options, lambda results: _write_results(results, args.out))
     for line in outcome.failed:

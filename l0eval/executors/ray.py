@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from l0eval.downstream.run import DownstreamConfig
 from l0eval.errors import L0EvalError
 from l0eval.executors.records import FamilyRecords
 from l0eval.executors.units import Unit, plan_units, run_unit
@@ -35,6 +36,7 @@ GPU_SHARE_STEP = 0.25
 class RayOptions:
     address: str | None = None  # None: start a local Ray instance (or use the one already started)
     device: str = "cpu"  # "cuda": each unit gets GPU shares; "cpu": one CPU each
+    downstream: DownstreamConfig | None = None  # probing/absorption options, as `--metrics` etc. give them
     unit_memory_gb: float = 16.0  # one GPU's memory (CPU: memory one unit may use); shards are cut to fit it
     max_attempts: int = 3  # per unit; a worker that dies costs one attempt
     progress: bool = True
@@ -78,7 +80,7 @@ class _Driver:
     def __init__(self, families: list, options: RayOptions, on_family: Callable[[dict], None]):
         self.options = options
         self.on_family = on_family
-        self.records = {family.name: FamilyRecords(family, options.device) for family in families}
+        self.records = {family.name: FamilyRecords(family, options.device, options.downstream) for family in families}
         self.task = ray.remote(max_retries=0)(run_unit)  # retries are counted here, to report them
         self.pending: dict = {}  # ObjectRef -> (unit, attempt)
         self.open_units: dict[str, int] = {}  # family -> units not yet finished
@@ -108,7 +110,8 @@ class _Driver:
 
     def _submit(self, unit: Unit, attempt: int) -> None:
         cache_root = os.environ.get("L0EVAL_CACHE")
-        ref = self.task.options(**self._resources(unit)).remote(unit, self._worker_device(), cache_root)
+        ref = self.task.options(**self._resources(unit)).remote(unit, self._worker_device(), cache_root,
+                                                                 self.options.downstream)
         self.pending[ref] = (unit, attempt)
 
     def _resources(self, unit: Unit) -> dict:

@@ -16,14 +16,13 @@ import re
 import uuid
 from pathlib import Path
 
-import pandas as pd
-
 import l0eval
 from l0eval import store
+from l0eval.downstream.run import DownstreamConfig
 from l0eval.evaluate import METRIC_VERSIONS
 from l0eval.executors.units import Unit, member_ids
-from l0eval.heuristics import default_selectors, metric_row, score_selectors
 from l0eval.hub.registry import SAEFamily
+from l0eval.hub.run import sweep_verdict
 from l0eval.results import SCHEMA_VERSION, read_results, write_json
 from l0eval.spec import FamilySpec, resolve_family
 
@@ -39,11 +38,12 @@ def _safe(name: str) -> str:
 class FamilyRecords:
     """The records of one family's members for one device kind (``cpu`` or ``cuda``)."""
 
-    def __init__(self, family: FamilySpec | SAEFamily, device: str):
+    def __init__(self, family: FamilySpec | SAEFamily, device: str, downstream: DownstreamConfig | None = None):
         self.family = family
         self.ids = member_ids(family)
         key = _digest({"family": _family_content(family), "metric_versions": _metric_versions(family),
-                       "l0eval": l0eval.__version__, "device": device.split(":")[0]})
+                       "l0eval": l0eval.__version__, "device": device.split(":")[0],
+                       "downstream": repr(downstream)})  # other metrics or options: other records
         self.directory = store.cache_root() / "records" / f"{_safe(family.name)}-{key}"
         self._member_keys = _member_keys(family, self.ids)
 
@@ -88,13 +88,10 @@ def _merge_shards(records: list[dict]) -> dict:
     entries = [record["entry"] for record in records]
     members = [next(m for m in record["frame"]["family"]["members"] if m["id"] == record["member"])
                for record in records]
-    snd_n = frame["family"]["selectors"]["snd_n"]
-    rows = [metric_row(e["nominal_l0"] if e["nominal_l0"] is not None else e["measured_l0"], e["metrics"])
-            for e in entries]
-    table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
+    table, selectors = sweep_verdict(entries, frame["family"]["selectors"]["snd_n"],
+                                     frame["run"]["evaluation"].get("width"), bool(frame["selectors"]))
     merged = {**frame, "family": {**frame["family"], "members": members}, "saes": entries,
-              "by_l0": table.to_dict(orient="records"),
-              "selectors": score_selectors(default_selectors(snd_n), table, frame["ground_truth"]["true_l0"])}
+              "by_l0": table.to_dict(orient="records"), "selectors": selectors}
     return {key: merged[key] for key in records[0]["keys"]}
 
 

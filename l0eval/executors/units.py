@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from l0eval import store
+from l0eval.downstream.run import DownstreamConfig
 from l0eval.executors.local import run_family
 from l0eval.hub.registry import SAEFamily
 from l0eval.spec import FamilySpec
@@ -130,7 +131,7 @@ def estimated_model_bytes(model: str, dtype: str = "float32") -> int:
     return getattr(torch, dtype).itemsize * sum(parameter.numel() for parameter in skeleton.parameters())
 
 
-def run_unit(unit: Unit, device: str, cache_root: str | None) -> dict:
+def run_unit(unit: Unit, device: str, cache_root: str | None, downstream: DownstreamConfig | None = None) -> dict:
     """Run one unit where it is scheduled; returns the unit's family results (its members only).
 
     ``cache_root`` is the driver's ``$L0EVAL_CACHE`` when it set one (a shared file system, or the
@@ -138,7 +139,7 @@ def run_unit(unit: Unit, device: str, cache_root: str | None) -> dict:
     """
     started = time.monotonic()
     with _cache_root(cache_root):
-        results = run_family(unit.family, device=device, progress=False)
+        results = run_family(unit.family, device=device, progress=False, downstream=downstream)
     return {"results": results, "seconds": time.monotonic() - started, "host": socket.gethostname(),
             "pid": os.getpid()}
 

@@ -117,11 +117,9 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
         for met, flat in zip(metrics, extra["per_sae"]):
             met.update(flat)
     _report_skipped(extra["record"]["skipped"] if extra is not None else downstream.skipped)
-    rows, entries = [], []
+    entries = []
     for index, (member, met) in enumerate(zip(family.members, metrics)):
-        l0 = member.nominal_l0 if member.nominal_l0 is not None else met["l0"]
         batches = met.pop("batches", None)
-        rows.append(metric_row(l0, met))
         entry = {"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": met.get("l0"),
                  "trained_here": member.trained_here, "metrics": met}
         if batches is not None:
@@ -130,9 +128,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
             entry["downstream"] = extra["details"][index]
         entries.append(entry)
     flag_l0_disagreements(entries)
-    table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
-    selectors = default_selectors(snd_n, width=width)
-    design = BootstrapDesign()
+    table, selectors = sweep_verdict(entries, snd_n, width, shared_pass)
     run = {**header, "finished": now(), "training": _NOT_TRAINED,
            "activations": {**asdict(cache.key), "n_tokens": cache.key.n_tokens,
                            "batch_tokens": LLM_BATCH_TOKENS, "cache_dir": str(cache.directory)},
@@ -143,7 +139,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
            "downstream": extra["record"] if extra is not None else {"metrics": list(downstream.metrics),
                                                                     "skipped": dict(downstream.skipped)}}
     if shared_pass:
-        run["evaluation"]["bootstrap"] = design.record(len(entries[0]["batches"]["mse"]), 1)
+        run["evaluation"]["bootstrap"] = BootstrapDesign().record(len(entries[0]["batches"]["mse"]), 1)
     if extra is not None:
         run["seeds"] = extra["record"]["seeds"]
     results = {"schema_version": 1, "family": _family_record(family, snd_n), "run": run,
@@ -152,11 +148,24 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
                                           "sparse_probing_k1/k16 and the lowest absorption_fraction in by_l0 "
                                           "(when probing and absorption ran)"},
                "saes": entries, "by_l0": table.to_dict(orient="records"),
-               "selectors": (add_bootstrap(score_selectors(selectors, table, None), selectors, entries, design)
-                             if shared_pass else {})}
+               "selectors": selectors}
     if extra is not None:
         results["downstream_baselines"] = extra["baselines"]
     return results
+
+
+def sweep_verdict(entries: list[dict], snd_n: list[int], width: int,
+                  selectors_apply: bool = True) -> tuple[pd.DataFrame, dict]:
+    """The per-L0 table (mean over SAEs sharing an L0) and every selector's choice with its bootstrap over
+    evaluation batches; no selectors when the s_n^dec/core pass did not run. Also rebuilds a family that
+    the Ray executor ran in shards."""
+    rows = [metric_row(e["nominal_l0"] if e["nominal_l0"] is not None else e["measured_l0"], e["metrics"])
+            for e in entries]
+    table = pd.DataFrame(rows).groupby("l0", as_index=False).mean()
+    if not selectors_apply:
+        return table, {}
+    selectors = default_selectors(snd_n, width=width)
+    return table, add_bootstrap(score_selectors(selectors, table, None), selectors, entries, BootstrapDesign())
 
 
 def _report_skipped(skipped: dict[str, str]) -> None:
