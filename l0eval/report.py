@@ -66,7 +66,8 @@ def summary(results: dict) -> str:
     lines = [f"family {family['name']}: {family['description']}"]
     training = results["run"]["training"]
     if training.get("samples_per_sae") is None:
-        lines.append(f"{len(results['saes'])} SAEs loaded (not trained here)")
+        here = sum(bool(entry.get("trained_here")) for entry in results["saes"])
+        lines.append(f"{len(results['saes'])} SAEs loaded ({here} of them trained here by `l0eval train`)")
     else:
         how = "reused cached SAEs" if training.get("reused_cache") else f"trained in {training['train_seconds']:.0f}s"
         lines.append(f"{len(results['saes'])} SAEs, {training['samples_per_sae']:,} samples each, {how}")
