@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from l0eval import store
+from l0eval.activations.cache import CacheKey
 from l0eval.catalog import resolve
 from l0eval.results import now, write_json
 
@@ -89,7 +90,7 @@ def main() -> None:
         total = None
         while killed.poll() is None:
             state = manifest(tmp / "resumed")
-            total = total or (state and -(-state["key"]["n_sequences"] // state["key"]["shard_sequences"]))
+            total = total or (state and CacheKey(**state["key"]).n_shards)
             if state and len(state["shards"]) >= total // 2:
                 killed.send_signal(signal.SIGKILL)
                 break

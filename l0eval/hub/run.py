@@ -3,7 +3,7 @@
 A family is evaluated either on a toy's activations (``activations: {toy: NAME}``: SAEs trained on a
 toy elsewhere, scored against that toy's true L0) or on an LLM's residual stream over a text corpus
 (``activations: {model, hook, texts | dataset, ...}``: one cached model pass, streamed through every
-SAE; no ground truth yet).
+SAE; sparse probing and absorption as the downstream targets).
 """
 
 from __future__ import annotations

@@ -66,13 +66,13 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
     started = time.monotonic()
     trained = trainer.fit(progress=progress)
     train_seconds = time.monotonic() - started
+    metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
+                "model_name": cache.key.model}
+    saes = [trained.member_sae(index, metadata) for index in range(len(k_values))]
+    calibrations = calibrate_thresholds(saes, CacheBatchSource(cache, calibration_seed(seed)), batch_size)
     added = []
-    for index, k in enumerate(k_values):
+    for k, sae, calibration in zip(k_values, saes, calibrations):
         folder = run_dir / f"k{k:g}"
-        metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
-                    "model_name": cache.key.model}
-        sae = trained.member_sae(index, metadata)
-        calibration = calibrate_threshold(sae, CacheBatchSource(cache, calibration_seed(seed)), batch_size)
         sae.save_inference_model(str(folder))
         added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed,
                       "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
@@ -98,15 +98,21 @@ def calibration_seed(seed: int) -> int:
 
 
 @torch.no_grad()
-def calibrate_threshold(sae: BatchTopKTrainingSAE, source: CacheBatchSource, batch_size: int) -> dict:
-    """Set ``sae.topk_threshold`` to the mean smallest positive BatchTopK activation over fresh batches."""
-    minima = []
+def calibrate_thresholds(saes: list[BatchTopKTrainingSAE], source: CacheBatchSource, batch_size: int) -> list[dict]:
+    """Set each SAE's ``topk_threshold`` to its mean smallest positive BatchTopK activation over the same
+    fresh batches, read once for the whole family."""
+    minima: list[list[float]] = [[] for _ in saes]
     for _ in range(CALIBRATION_BATCHES):
-        x = source.next_batch(batch_size).to(sae.W_enc.device, sae.W_enc.dtype)
-        feature_acts, _ = sae.encode_with_hidden_pre(x)
-        positive = feature_acts[feature_acts > 0]
-        if positive.numel():
-            minima.append(float(positive.min()))
+        batch = source.next_batch(batch_size)
+        for sae, found in zip(saes, minima):
+            feature_acts, _ = sae.encode_with_hidden_pre(batch.to(sae.W_enc.device, sae.W_enc.dtype))
+            positive = feature_acts[feature_acts > 0]
+            if positive.numel():
+                found.append(float(positive.min()))
+    return [_set_threshold(sae, found, batch_size) for sae, found in zip(saes, minima)]
+
+
+def _set_threshold(sae: BatchTopKTrainingSAE, minima: list[float], batch_size: int) -> dict:
     if not minima:
         raise L0EvalError("threshold calibration found no active latent in any batch: the SAE is dead")
     moving_average = float(sae.topk_threshold)
