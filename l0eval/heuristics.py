@@ -32,14 +32,15 @@ def snd_column(n: float) -> str:
 
 
 def metric_row(l0: float, metrics: dict, **extra) -> dict:
-    """One row of a metric table: the SAE's L0, its flat metrics, and ``s_n_dec`` spread into
-    ``s_n_dec@n`` columns."""
+    """One row of a metric table: the SAE's L0 (the sweep axis), its flat metrics, and ``s_n_dec`` spread
+    into ``s_n_dec@n`` columns. The L0 the metrics measured goes under ``measured_l0``: it must not replace
+    the axis, or SAEs of one nominal L0 (seed replicates, threshold SAEs) would land on different rows."""
     row = {"l0": l0, **extra}
     for name, value in metrics.items():
         if name == "s_n_dec":
             row.update({snd_column(float(n)): v for n, v in value.items()})
         else:
-            row[name] = value
+            row["measured_l0" if name == "l0" else name] = value
     return row
 
 

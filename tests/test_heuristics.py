@@ -11,8 +11,10 @@ from l0eval.heuristics import (
     default_selectors,
     kneedle_knee,
     max_curvature_knee,
+    metric_row,
     reconstruction_budget,
     score_selectors,
+    snd_column,
     snd_n_values,
     snd_self_consistent,
     snd_width_aggregate,
@@ -129,3 +131,17 @@ def test_width_aggregate_averages_normalised_curves():
     assert snd_width_aggregate(100)(snd_family(4, l0s=range(1, 15), width=100)) == 4.0
     # three of the four n below a true L0 of 30: their curves fall towards the largest L0 and win
     assert snd_width_aggregate(100)(snd_family(30, l0s=range(20, 41), width=100)) == 40.0
+
+
+def test_sweep_axis_is_the_nominal_l0_not_the_measured_one():
+    """Threshold SAEs measure an L0 near, not at, their k; seed replicates measure different ones. The sweep
+    axis must stay the nominal L0 so replicates share a row and selectors answer in the family's L0s."""
+    entries = [{"id": f"k{k}_s{seed}", "nominal_l0": k, "measured_l0": k * (1.02 + 0.01 * seed),
+                "metrics": {"l0": k * (1.02 + 0.01 * seed), "c_dec": abs(k - 16) + seed, "s_n_dec": {"20": 1.0 / k}}}
+               for k in (8.0, 16.0, 32.0) for seed in (0, 1)]
+    rows = [metric_row(e["nominal_l0"], e["metrics"], seed=i % 2) for i, e in enumerate(entries)]
+    table = pd.DataFrame(rows).drop(columns="seed").groupby("l0", as_index=False).mean()
+    assert table["l0"].tolist() == [8.0, 16.0, 32.0]
+    assert table["measured_l0"].tolist() == pytest.approx([8 * 1.025, 16 * 1.025, 32 * 1.025])
+    assert argmin_of("c_dec")(table) == 16.0
+    assert argmin_of(snd_column(20.0))(table) == 32.0
