@@ -140,9 +140,11 @@ def _train(args: argparse.Namespace) -> int:
     width = args.width or family.width
     if not width:
         raise L0EvalError("the family file has no 'width': pass --width")
-    _, cache = activation_cache(family.activations["llm"], args.device, progress=not args.quiet)
+    spec = family.activations["llm"]
+    _, cache = activation_cache(spec, args.device, progress=not args.quiet)
     added = train_missing_l0s(family.name, cache, [float(k) for k in args.l0], width, args.samples, seed=args.seed,
-                              batch_size=args.batch_size, lr=args.lr, device=args.device, progress=not args.quiet)
+                              batch_size=args.batch_size, lr=args.lr, device=args.device, progress=not args.quiet,
+                              exclude_bos=spec.exclude_bos)
     for member in added:
         print(f"trained L0 {member['nominal_l0']:g} ({member['samples']:,} tokens) -> {member['path']}")
     print(f"{len(added)} SAEs added to family '{family.name}' as trained-here members")

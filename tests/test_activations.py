@@ -141,6 +141,50 @@ def test_cache_holds_the_hook_activations_and_is_reused(tmp_path):
     assert again.is_complete and len(list(again.shards())) == 4
 
 
+def filled_cache(tmp_path, **key_changes):
+    """A cache of 20 sequences of 8 tokens in shards of 6 sequences; row r holds the value r in every column."""
+    from l0eval.activations.cache import ActivationCache, fill_cache
+
+    counter = iter(range(10**6))
+
+    def numbered(batch):
+        return torch.tensor([[float(next(counter))] * 4 for _ in range(batch.numel())]).reshape(*batch.shape, 4)
+
+    return fill_cache(ActivationCache(tmp_path, cache_key(**key_changes)), sequences(), numbered, progress=False)
+
+
+def test_cache_batches_have_the_asked_size_across_shards_and_can_skip_bos(tmp_path):
+    cache = filled_cache(tmp_path)  # shards of 48 rows: a batch of 50 must span two of them
+    batches = list(cache.batches(50))
+    assert [len(b) for b in batches] == [50, 50, 50, 10] and cache.n_rows() == 160
+    assert torch.cat(batches)[:, 0].tolist() == list(range(160))
+    no_bos = list(cache.batches(50, exclude_bos=True))
+    assert [len(b) for b in no_bos] == [50, 50, 40] and cache.n_rows(exclude_bos=True) == 140
+    assert torch.cat(no_bos)[:, 0].tolist() == [r for r in range(160) if r % 8 != 0]
+
+
+def test_training_draws_never_take_a_bos_row_when_excluded(tmp_path):
+    from l0eval.train.llm import CacheBatchSource
+
+    cache = filled_cache(tmp_path)
+    with_bos = CacheBatchSource(cache, seed=0).next_batch(4000)[:, 0]
+    without = CacheBatchSource(cache, seed=0, exclude_bos=True).next_batch(4000)[:, 0]
+    assert (with_bos % 8 == 0).any() and not (without % 8 == 0).any()
+    assert set(without.long().tolist()) == {r for r in range(160) if r % 8 != 0}  # every other row is reachable
+
+
+def test_exclude_bos_needs_a_bos(tmp_path):
+    from l0eval.activations.spec import parse_llm_activations
+    from l0eval.errors import SpecError
+
+    base = {"model": "m", "hook": "blocks.0.hook_resid_post", "texts": ["a.txt"]}
+    assert parse_llm_activations({**base, "exclude_bos": True}, tmp_path, "").exclude_bos
+    with pytest.raises(SpecError, match="exclude_bos' needs 'prepend_bos: true'"):
+        parse_llm_activations({**base, "exclude_bos": True, "prepend_bos": False}, tmp_path, "")
+    with pytest.raises(SpecError, match="exclude_bos' must be true or false"):
+        parse_llm_activations({**base, "exclude_bos": "yes"}, tmp_path, "")
+
+
 def test_interrupted_cache_build_resumes_without_recomputing(tmp_path):
     from l0eval.activations.cache import ActivationCache, fill_cache
 
@@ -363,6 +407,19 @@ def test_spliced_ce_and_kl_scores(hook):
     assert first_only["ce_loss_clean"] == pytest.approx(manual.item(), rel=1e-5)
 
 
+def test_splice_can_leave_the_bos_position_unreconstructed():
+    from l0eval.activations.splice import spliced_metrics
+
+    model = tiny_model("llama")
+    tokens = [torch.randint(3, 100, (4, 12), generator=torch.Generator().manual_seed(0))]
+    _, zero = exact_and_zero_saes()
+    ablated = spliced_metrics(model, tokens, "blocks.1.hook_resid_post", [zero])[0]
+    kept_bos = spliced_metrics(model, tokens, "blocks.1.hook_resid_post", [zero], exclude_bos=True)[0]
+    assert ablated["ce_loss_with_sae"] == pytest.approx(ablated["ce_loss_zero_ablation"], abs=1e-5)
+    assert kept_bos["ce_loss_with_sae"] != pytest.approx(kept_bos["ce_loss_zero_ablation"], abs=1e-3)
+    assert kept_bos["ce_loss_clean"] == ablated["ce_loss_clean"]
+
+
 def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     from sae_lens import JumpReLUSAE
 
@@ -402,6 +459,35 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
 
     assert main(args[:4] + ["0", "--width", "64", "--quiet"]) == 2
     assert "every L0 must be in (0, width=64]" in capsys.readouterr().err
+
+
+def test_family_with_bos_excluded_trains_and_evaluates_without_bos(tmp_path):
+    import yaml
+
+    from l0eval import store
+    from l0eval.catalog import resolve
+    from l0eval.cli import main
+    from l0eval.results import read_results
+
+    family = llm_family(tmp_path)
+    train = ["train", "--family", str(family), "--l0", "2", "--width", "64", "--samples", "1024",
+             "--batch-size", "256", "--quiet"]
+    assert main(train) == 0  # with BOS, the default
+    spec = yaml.safe_load(family.read_text())
+    spec["activations"]["exclude_bos"] = True
+    family.write_text(yaml.safe_dump(spec))
+    assert [m.trained_here for m in resolve(str(family)).members] == [False] * 3  # BOS-trained SAE left out
+    assert main(train) == 0
+    trained = [m for m in resolve(str(family)).members if m.trained_here]
+    assert len(trained) == 1 and trained[0].training["exclude_bos"] is True
+    assert len(store.trained_members("tiny-llm-family")) == 2  # both kept on disk
+
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet",
+                 "--metrics", "core,snd"]) == 0
+    results = read_results(tmp_path / "out" / "tiny-llm-family.json")
+    evaluation = results["run"]["evaluation"]
+    assert evaluation["positions"] == "every position but BOS" and evaluation["token_rows"] == 20 * 7
+    assert results["family"]["activations"]["llm"]["exclude_bos"] is True
 
 
 # ---------------------------------------------------------------------------------------------

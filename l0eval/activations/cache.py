@@ -117,11 +117,33 @@ class ActivationCache:
         for name in self.completed:
             yield np.load(self.directory / name, mmap_mode="r")
 
-    def batches(self, batch_tokens: int) -> Iterator[torch.Tensor]:
-        """Token batches across shards, in order, as float32 tensors."""
+    def n_rows(self, exclude_bos: bool = False) -> int:
+        """Token rows ``batches`` yields in all."""
+        return self.key.n_sequences * (self.key.context - 1) if exclude_bos else self.key.n_tokens
+
+    def batches(self, batch_tokens: int, exclude_bos: bool = False) -> Iterator[torch.Tensor]:
+        """Batches of exactly ``batch_tokens`` token rows (the last may be shorter), in order across shards,
+        as float32 tensors: s_n^dec depends on the batch size, so a batch never stops at a shard boundary.
+        ``exclude_bos`` leaves out each sequence's first position (a shard holds whole sequences)."""
+        pending: list[np.ndarray] = []
+        held = 0
         for shard in self.shards():
-            for start in range(0, shard.shape[0], batch_tokens):
-                yield torch.from_numpy(np.array(shard[start:start + batch_tokens], dtype=np.float32))
+            if exclude_bos:
+                shard = shard[np.arange(shard.shape[0]) % self.key.context != 0]
+            start = 0
+            while start < shard.shape[0]:
+                take = min(batch_tokens - held, shard.shape[0] - start)
+                pending.append(shard[start:start + take])
+                held, start = held + take, start + take
+                if held == batch_tokens:
+                    yield _float32_tensor(pending)
+                    pending, held = [], 0
+        if held:
+            yield _float32_tensor(pending)
+
+
+def _float32_tensor(parts: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
 
 
 def fill_cache(cache: ActivationCache, sequences: Iterator[torch.Tensor],

@@ -63,8 +63,10 @@ def _kl(clean: torch.Tensor, patched: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def spliced_metrics(model: nn.Module, token_batches: Sequence[torch.Tensor], hook: HookPoint | str,
-                    saes: Sequence, progress: bool = False) -> list[dict[str, float]]:
-    """Per SAE: CE and KL with the SAE's reconstruction in place of the residual stream at ``hook``."""
+                    saes: Sequence, progress: bool = False, exclude_bos: bool = False) -> list[dict[str, float]]:
+    """Per SAE: CE and KL with the SAE's reconstruction in place of the residual stream at ``hook``;
+    ``exclude_bos`` keeps the first position's own activation (SAEBench's
+    ``exclude_special_tokens_from_reconstruction``). CE and KL still count every position."""
     hook = parse_hook(hook) if isinstance(hook, str) else hook
     totals = {"clean": 0.0, "zero": 0.0, "kl_zero": 0.0, "positions": 0}
     per_sae = [{"ce": 0.0, "kl": 0.0} for _ in saes]
@@ -78,7 +80,10 @@ def spliced_metrics(model: nn.Module, token_batches: Sequence[torch.Tensor], hoo
         for sae, sums in zip(saes, per_sae):
             def reconstruct(residual, sae=sae):
                 x = residual.to(sae.W_dec.device, sae.W_dec.dtype)
-                return sae.decode(sae.encode(x)).to(residual.dtype)
+                out = sae.decode(sae.encode(x)).to(residual.dtype)
+                if exclude_bos:
+                    out[:, 0] = residual[:, 0]
+                return out
 
             patched = _log_probs(model, tokens, hook, reconstruct)
             sums["ce"] += float(_cross_entropy(patched, tokens))

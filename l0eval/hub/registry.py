@@ -176,6 +176,14 @@ def _parse_activations(raw: Any, base: Path, hook: str, model: str) -> dict[str,
     return {"llm": parse_llm_activations(raw, base, hook, model)}
 
 
+def _trained_on(member: dict, activations: dict) -> bool:
+    """Whether a trained-here member was trained on the positions the family now evaluates: after the
+    family file switches ``exclude_bos``, SAEs trained the other way are left out (and `l0eval train`
+    makes new ones). Members recorded before the option existed were trained with BOS."""
+    llm = activations.get("llm")
+    return llm is None or member.get("exclude_bos", False) == llm.exclude_bos
+
+
 def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     """A user family (``kind: saes``): members in local folders, hub repos or SAELens releases."""
     top = check_keys(raw, {"name", "kind", "description", "model", "hook", "d_in", "width", "architecture",
@@ -190,7 +198,7 @@ def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     members += tuple(Member(id=f"trained_{Path(m['path']).name}", nominal_l0=m["nominal_l0"], format="sae_lens",
                             path=m["path"], trained_here=True,
                             training={key: value for key, value in m.items() if key not in ("path", "nominal_l0")})
-                     for m in store.trained_members(str(top["name"])))
+                     for m in store.trained_members(str(top["name"])) if _trained_on(m, activations))
     return SAEFamily(name=str(top["name"]), description=str(top.get("description", "")),
                      model=str(top.get("model", "")), hook=str(top.get("hook", "")),
                      d_in=number(top["d_in"], "d_in", integer=True, low=1),

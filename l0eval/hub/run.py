@@ -103,12 +103,14 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
     # members without a nominal L0 get no self-consistent n (their L0 is known only after this pass)
     n_values = snd_n_values([m.nominal_l0 for m in family.members if m.nominal_l0 is not None], width, snd_n)
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
-    metrics = (evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS), n_values, normalize_decoder=True,
-                               progress_total=cache.key.n_tokens if progress else None, keep_batches=True)
+    rows = cache.n_rows(spec.exclude_bos)
+    metrics = (evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS, spec.exclude_bos), n_values,
+                               normalize_decoder=True, progress_total=rows if progress else None, keep_batches=True)
                if shared_pass else [{} for _ in saes])
     if spec.ce_sequences and downstream.wants("core"):
         tokens = token_batches(spec, loaded.tokenizer, spec.ce_sequences, device)
-        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes, progress)):
+        for met, spliced in zip(metrics, splice.spliced_metrics(loaded.model, tokens, spec.hook, saes, progress,
+                                                                spec.exclude_bos)):
             met.update(spliced)
     extra = None
     if downstream.wants("probing") or downstream.wants("absorption"):
@@ -132,7 +134,8 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
     run = {**header, "finished": now(), "training": _NOT_TRAINED,
            "activations": {**asdict(cache.key), "n_tokens": cache.key.n_tokens,
                            "batch_tokens": LLM_BATCH_TOKENS, "cache_dir": str(cache.directory)},
-           "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec",
+           "evaluation": {"n_values": n_values, "decoder_rows": "unit-normalised for s_n^dec", "token_rows": rows,
+                          "positions": "every position but BOS" if spec.exclude_bos else "every position, BOS included",
                           "spliced_sequences": spec.ce_sequences if downstream.wants("core") else 0,
                           "metrics": list(downstream.metrics), "width": width},
            "metric_versions": {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION},

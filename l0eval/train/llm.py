@@ -23,17 +23,29 @@ from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_
 
 
 class CacheBatchSource:
-    """Random token rows of an activation cache, drawn with a seeded generator (memory-mapped reads)."""
+    """Random token rows of an activation cache, drawn with a seeded generator (memory-mapped reads);
+    with ``exclude_bos``, never a sequence's first position."""
 
-    def __init__(self, cache: ActivationCache, seed: int):
+    def __init__(self, cache: ActivationCache, seed: int, exclude_bos: bool = False):
         self.shards = list(cache.shards())
         self.offsets = np.cumsum([0] + [shard.shape[0] for shard in self.shards])
         self.generator = torch.Generator().manual_seed(seed)
+        self.context = cache.key.context
+        self.exclude_bos = exclude_bos
+
+    def _draw_rows(self, batch_size: int) -> np.ndarray:
+        if not self.exclude_bos:
+            return torch.randint(int(self.offsets[-1]), (batch_size,), generator=self.generator).numpy()
+        # draw among the non-BOS rows, then map to cache rows (every sequence occupies `context` rows)
+        body = self.context - 1
+        drawn = torch.randint(int(self.offsets[-1]) // self.context * body, (batch_size,),
+                              generator=self.generator).numpy()
+        return drawn // body * self.context + 1 + drawn % body
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
         """``batch_size`` rows drawn with replacement, read shard by shard (order within a batch is irrelevant:
         the loss is a mean and BatchTopK ranks the whole batch)."""
-        rows = np.sort(torch.randint(int(self.offsets[-1]), (batch_size,), generator=self.generator).numpy())
+        rows = np.sort(self._draw_rows(batch_size))
         shard_of_row = np.searchsorted(self.offsets, rows, side="right") - 1
         parts = [self.shards[shard][rows[shard_of_row == shard] - self.offsets[shard]]
                  for shard in np.unique(shard_of_row)]
@@ -48,8 +60,9 @@ class CacheBatchSource:
 
 def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[float], width: int, samples: int,
                       seed: int = 0, batch_size: int = 4096, lr: float = 3e-4, device: str = "cpu",
-                      progress: bool = True) -> list[dict]:
-    """Train one BatchTopK SAE per k together, save them, and add them to the family's trained members."""
+                      progress: bool = True, exclude_bos: bool = False) -> list[dict]:
+    """Train one BatchTopK SAE per k together, save them, and add them to the family's trained members.
+    ``exclude_bos`` trains (and calibrates) on every position but each sequence's BOS."""
     d_in = next(cache.shards()).shape[1]
     if any(not 0 < k <= width for k in k_values):
         raise L0EvalError(f"every L0 must be in (0, width={width}]; got {k_values}")
@@ -57,11 +70,12 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
         raise L0EvalError(f"--samples {samples} is smaller than one batch ({batch_size})")
     config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
                            normalize_decoder=True)
-    fingerprint = hashlib.sha256(json.dumps([str(cache.directory), k_values, width, samples, seed, batch_size, lr])
-                                 .encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(json.dumps([str(cache.directory), k_values, width, samples, seed, batch_size, lr,
+                                             *(["exclude_bos"] if exclude_bos else [])])
+                                 .encode()).hexdigest()[:16]  # unchanged for runs from before exclude_bos
     run_dir = store.trained_dir(family_name) / fingerprint
     inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
-    trainer = FamilyTrainer(config, inits, k_values, CacheBatchSource(cache, seed), device=device,
+    trainer = FamilyTrainer(config, inits, k_values, CacheBatchSource(cache, seed, exclude_bos), device=device,
                             workdir=run_dir / "train", fingerprint=fingerprint)
     started = time.monotonic()
     trained = trainer.fit(progress=progress)
@@ -69,7 +83,8 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
     metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
                 "model_name": cache.key.model}
     saes = [trained.member_sae(index, metadata) for index in range(len(k_values))]
-    calibrations = calibrate_thresholds(saes, CacheBatchSource(cache, calibration_seed(seed)), batch_size)
+    calibrations = calibrate_thresholds(saes, CacheBatchSource(cache, calibration_seed(seed), exclude_bos),
+                                        batch_size)
     added = []
     for k, sae, calibration in zip(k_values, saes, calibrations):
         folder = run_dir / f"k{k:g}"
@@ -77,7 +92,7 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
         added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed,
                       "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
                       "trained_together_with": k_values, "train_seconds": train_seconds,
-                      "resumed_from_step": trainer.resumed_from_step, "device": device,
+                      "resumed_from_step": trainer.resumed_from_step, "device": device, "exclude_bos": exclude_bos,
                       "threshold_calibration": calibration})
     store.add_trained_members(family_name, added)
     (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
