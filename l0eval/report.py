@@ -16,7 +16,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 # (header, by_l0 column) in display order; columns a family lacks are left out
-_COLUMNS = [("VE", "variance_explained"), ("FVU", "fvu"), ("MSE", "mse"), ("L0 measured", "l0"),
+_COLUMNS = [("VE", "variance_explained"), ("FVU", "fvu"), ("MSE", "mse"), ("L0 measured", "measured_l0"),
             ("dead", "dead_fraction"), ("CE score", "ce_loss_score"), ("KL score", "kl_div_score"),
             ("c_dec", "c_dec"), ("c_enc", "c_enc")]
 
@@ -28,7 +28,7 @@ def l0_table(results: dict) -> str:
     gt = {row["l0"]: row["variance_explained"] for row in reference}
     columns = {"L0": by_l0["l0"].map(lambda v: f"{v:g}")}
     for header, column in _COLUMNS:
-        if column == "l0" and "feature_recovery" in by_l0:
+        if column == "measured_l0" and "feature_recovery" in by_l0:
             continue  # toys: BatchTopK makes the measured L0 equal to k
         if column in by_l0:
             columns[header] = by_l0[column].map(_fmt)

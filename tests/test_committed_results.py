@@ -71,6 +71,18 @@ def test_smollm2_family_has_downstream_ground_truth_for_every_sae():
     baseline = results["downstream_baselines"]["residual_top_k"]
     assert 0.5 < baseline["sparse_probing_k16"] <= 1
     assert results["run"]["wall_seconds"] > 0 and results["run"]["seeds"]["downstream"] == 42
+    # BOS left out (its variance share: test below); the sweep axis is the nominal L0, measured beside it
+    assert results["run"]["evaluation"]["positions"] == "every position but BOS"
+    assert [row["l0"] for row in results["by_l0"]] == [8, 16, 32, 64, 128, 256]
+    for row in results["by_l0"]:
+        assert row["measured_l0"] == pytest.approx(row["l0"], rel=0.03) and row["ce_loss_score"] > 0.5
+
+
+def test_bos_carries_most_of_the_smollm2_variance():
+    """`python scripts/bench_bos_share.py` (why smollm2-l0 sets exclude_bos)"""
+    share = load("bench_bos_share.json")
+    assert share["bos_share_of_centred_variance"] > 0.9 and share["norm_ratio"] > 100
+    assert share["bos_rows"] * (share["context"] - 1) == share["other_rows"]
 
 
 def test_killed_real_run_resumes_without_recomputing_and_gives_identical_results():

@@ -145,3 +145,14 @@ def test_sweep_axis_is_the_nominal_l0_not_the_measured_one():
     assert table["measured_l0"].tolist() == pytest.approx([8 * 1.025, 16 * 1.025, 32 * 1.025])
     assert argmin_of("c_dec")(table) == 16.0
     assert argmin_of(snd_column(20.0))(table) == 32.0
+
+
+def test_printed_table_shows_nominal_and_measured_l0_apart():
+    from l0eval.report import l0_table
+
+    results = {"family": {"selectors": {"snd_n": [20]}},
+               "by_l0": [metric_row(k, {"l0": k * 1.1, "variance_explained": 0.9, "s_n_dec": {"20": 1.0}})
+                         for k in (8.0, 16.0)]}
+    lines = l0_table(results).splitlines()
+    assert "L0 measured" in lines[0]
+    assert lines[1].split()[:3] == ["8", "0.900", "8.800"] and lines[2].split()[:3] == ["16", "0.900", "17.600"]
