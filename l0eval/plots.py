@@ -81,9 +81,14 @@ def _choices_panel(ax, verdict: dict, selectors: list[str], limits: tuple[float,
             low, high = row["interval_90"]
             ax.plot([low, high], [y, y], color="tab:orange", linewidth=4, alpha=0.5, solid_capstyle="butt")
         ax.plot([row["chosen_l0"]], [y], "D", color="tab:red", markersize=5)
+    names_at: dict[float, list[str]] = {}  # targets at one L0 share a line and a label
     for target in verdict["targets"]:
-        ax.axvline(target.l0, color="black", linestyle="--", linewidth=1)
-        ax.text(target.l0, -0.7, f" {target.name} = {target.l0:.4g}", fontsize=8, va="bottom")
+        names_at.setdefault(target.l0, []).append(target.name)
+    for l0 in names_at:
+        ax.axvline(l0, color="black", linestyle="--", linewidth=1)
+    # one title line instead of a label per line: labels of nearby targets overprint each other
+    labels = [f"{', '.join(names)} = {l0:.4g}" for l0, names in sorted(names_at.items())]
+    ax.set_title("ground truth: " + "; ".join(labels), fontsize=8)
     ax.set_yticks(range(len(selectors)), selectors, fontsize=8)
     ax.set_ylim(-0.7, len(selectors) - 0.1)
     ax.invert_yaxis()
