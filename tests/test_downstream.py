@@ -253,6 +253,42 @@ def test_absorption_detects_a_planted_absorbing_latent():
     assert planted["saebench"]["eval_config"]["random_seed"] == 0
 
 
+class ReorderedVocab:
+    """A tokenizer whose vocab dict comes in reverse order, as a fast tokenizer's may in another process."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self.vocab = dict(reversed(list(tokenizer.get_vocab().items())))
+
+    def get_vocab(self):
+        return self.vocab
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+    def __len__(self):
+        return len(self._tokenizer)
+
+
+def test_saebench_word_lists_do_not_depend_on_the_tokenizers_dict_order():
+    from sae_bench.evals.absorption.vocab import get_alpha_tokens
+
+    tokenizer = word_tokenizer(["apple", "banana", "cherry", "date", "elder", "fig", "grape"])
+    reordered = ReorderedVocab(tokenizer)
+    assert get_alpha_tokens(reordered) != get_alpha_tokens(tokenizer)  # sae-bench follows the dict's order
+    assert get_alpha_tokens(absorption.IdOrderedVocab(reordered)) == get_alpha_tokens(
+        absorption.IdOrderedVocab(tokenizer))
+    config = LlamaConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, num_key_value_heads=2,
+                         intermediate_size=16, vocab_size=len(tokenizer), bos_token_id=1, pad_token_id=0)
+    loaded = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), reordered, "tiny", "test")
+    hooked = absorption.HookedModel(loaded, "tiny", "cpu", keep_last=1)
+    assert list(hooked.tokenizer.vocab.values()) == sorted(tokenizer.get_vocab().values())
+    assert hooked.to_tokens("apple fig").tolist() == [[tokenizer.bos_token_id, *tokenizer("apple fig")["input_ids"]]]
+
+
 def test_absorption_reads_resid_post_of_the_layer_before_a_resid_pre_hook():
     assert absorption.resid_post_layer("blocks.6.hook_resid_pre") == 5
     assert absorption.resid_post_layer("blocks.6.hook_resid_post") == 6

@@ -19,6 +19,10 @@ Deviations, each because sae-bench's ``run_eval`` cannot run offline or on this 
   model, weights, layer and setting; per-SAE results go to a fresh temporary folder and are recomputed;
 - the seed: sae-bench stores ``random_seed`` but never applies it; we seed ``random``, numpy and torch before
   the probe data, each SAE's k-sparse probes and each SAE's absorption prompts;
+- the word order: sae-bench lists words by iterating ``tokenizer.vocab``, which a fast tokenizer builds from a
+  Rust hash map in an order that changes from one process to the next, so its seeded ``random.sample`` drew
+  other ICL examples and probe splits in every process (absorption fraction .38 vs .31 for the same SAE);
+  ``HookedModel`` hands it the tokenizer with ``vocab`` in token-id order;
 - too few letters: sae-bench ``break``s and writes nothing (for that SAE and every later one); we record the
   SAE's metrics as null with the reason and go on;
 - the reduced CPU setting samples ``words`` of the model's single-token alphabetic words instead of all of
@@ -78,6 +82,23 @@ FULL = AbsorptionSetting()
 CPU_REDUCED = AbsorptionSetting(words=800, min_gt_probe_f1=0.3, precalc_sae_acts=True)
 
 
+class IdOrderedVocab:
+    """A tokenizer whose ``vocab`` is in token-id order; everything else is the wrapped tokenizer's own."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self.vocab = dict(sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]))
+
+    def __getattr__(self, name: str):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)
+
+
 class HookedModel:
     """The members of TransformerLens's ``HookedTransformer`` that sae-bench's absorption code calls, on a
     transformers causal LM: ``tokenizer``, ``cfg.model_name``, ``cfg.d_model``, ``to_tokens`` (BOS first, as
@@ -89,7 +110,8 @@ class HookedModel:
     """
 
     def __init__(self, loaded, model_name: str, device: str, keep_last: int):
-        self.model, self.tokenizer, self.device, self.keep_last = loaded.model, loaded.tokenizer, device, keep_last
+        self.model, self.device, self.keep_last = loaded.model, device, keep_last
+        self.tokenizer = IdOrderedVocab(loaded.tokenizer)  # sae-bench's word lists in a fixed order
         self.cfg = SimpleNamespace(model_name=model_name, d_model=loaded.model.config.hidden_size, device=device)
         self.memoize = False
         self._memo: dict[tuple[str, str], torch.Tensor] = {}
