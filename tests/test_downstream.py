@@ -253,24 +253,15 @@ def test_absorption_detects_a_planted_absorbing_latent():
     assert planted["saebench"]["eval_config"]["random_seed"] == 0
 
 
-class ReorderedVocab:
+class ReorderedVocab(absorption.IdOrderedVocab):
     """A tokenizer whose vocab dict comes in reverse order, as a fast tokenizer's may in another process."""
 
     def __init__(self, tokenizer):
-        self._tokenizer = tokenizer
-        self.vocab = dict(reversed(list(tokenizer.get_vocab().items())))
+        super().__init__(tokenizer)
+        self.vocab = dict(reversed(self.vocab.items()))
 
     def get_vocab(self):
         return self.vocab
-
-    def __getattr__(self, name):
-        return getattr(self._tokenizer, name)
-
-    def __call__(self, *args, **kwargs):
-        return self._tokenizer(*args, **kwargs)
-
-    def __len__(self):
-        return len(self._tokenizer)
 
 
 def test_saebench_word_lists_do_not_depend_on_the_tokenizers_dict_order():
