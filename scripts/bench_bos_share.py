@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from l0eval.activations.cache import bos_rows
 from l0eval.activations.pipeline import activation_cache
 from l0eval.catalog import resolve
 from l0eval.results import library_versions, now, write_json
@@ -24,7 +25,7 @@ def bos_share(shards, context: int) -> dict:
     count, total, squares, norms = np.zeros(2), np.zeros((2, 0)), np.zeros(2), ([], [])
     for shard in shards:
         rows = np.asarray(shard, dtype=np.float64)
-        is_bos = np.arange(rows.shape[0]) % context == 0
+        is_bos = bos_rows(rows.shape[0], context)
         if total.shape[1] == 0:
             total = np.zeros((2, rows.shape[1]))
         for group, part in enumerate((rows[is_bos], rows[~is_bos])):

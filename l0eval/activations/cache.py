@@ -129,7 +129,7 @@ class ActivationCache:
         held = 0
         for shard in self.shards():
             if exclude_bos:
-                shard = shard[np.arange(shard.shape[0]) % self.key.context != 0]
+                shard = shard[~bos_rows(shard.shape[0], self.key.context)]
             start = 0
             while start < shard.shape[0]:
                 take = min(batch_tokens - held, shard.shape[0] - start)
@@ -140,6 +140,12 @@ class ActivationCache:
                     pending, held = [], 0
         if held:
             yield _float32_tensor(pending)
+
+
+def bos_rows(n_rows: int, context: int) -> np.ndarray:
+    """Which of ``n_rows`` cache rows hold a BOS position: every sequence fills ``context`` consecutive rows
+    (shards hold whole sequences) and starts with its BOS."""
+    return np.arange(n_rows) % context == 0
 
 
 def _float32_tensor(parts: list[np.ndarray]) -> torch.Tensor:
