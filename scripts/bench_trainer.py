@@ -1,7 +1,7 @@
 """Benchmark: the batched family trainer vs sae-lens's own trainer, one SAE after another.
 
 Same machine, same run, same family (the paper's main toy, k = 1..25), same samples per SAE and the
-same data generator. Writes results/bench_trainer.json.
+same data generator. Writes results/bench/trainer.json.
 
     python scripts/bench_trainer.py [--samples 1200000] [--device cpu]
 
@@ -18,9 +18,9 @@ from pathlib import Path
 from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
+from l0eval.activations.toy.model import ToyBatchSource, ToyModel
+from l0eval.family.toy_spec import resolve_family
 from l0eval.results import device_description, library_versions, now, write_json
-from l0eval.spec import resolve_family
-from l0eval.toy.model import ToyBatchSource, ToyModel
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, batchtopk_sae, member_seed, sae_lens_init
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1_200_000, help="training samples per SAE")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="results/bench_trainer.json")
+    parser.add_argument("--out", default="results/bench/trainer.json")
     args = parser.parse_args()
 
     spec = resolve_family("toy")

@@ -4,7 +4,7 @@ finished shards are not recomputed and that the results equal those of an uninte
 Real run: SmolLM2-135M (offline) and the SAEs trained for the `smollm2-l0` family (run
 scripts/smollm2_family.py first), on a reduced corpus so the demo takes minutes. Each run gets a fresh
 activation cache; the converted model folder is shared so no run pays the one-time GGUF conversion.
-Writes results/demo_resume.json.
+Writes results/bench/demo_resume.json.
 
     python scripts/demo_resume.py [--sequences 256]
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from l0eval import store
-from l0eval.activations.cache import CacheKey
-from l0eval.catalog import resolve
+from l0eval.activations.llm.activation_cache import CacheKey
+from l0eval.family.catalog import resolve
 from l0eval.results import now, write_json
+from l0eval.saes import store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def demo_family(folder: Path, sequences: int) -> Path:
     family = resolve("smollm2-l0")
     if not family.members:
         sys.exit("the smollm2-l0 family has no trained SAEs yet: run scripts/smollm2_family.py first")
-    raw = yaml.safe_load((REPO / "l0eval" / "families" / "smollm2-l0.yaml").read_text())
+    raw = yaml.safe_load((REPO / "l0eval" / "family" / "builtin" / "smollm2-l0.yaml").read_text())
     raw["name"] = "smollm2-l0-resume-demo"
     raw["members"] = [{"id": m.id, "path": m.path, "nominal_l0": m.nominal_l0} for m in family.members]
     raw["activations"]["sequences"] = sequences
@@ -76,7 +76,7 @@ def finish(process: subprocess.Popen) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=int, default=256)
-    parser.add_argument("--out", default="results/demo_resume.json")
+    parser.add_argument("--out", default="results/bench/demo_resume.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -3,7 +3,7 @@ to results/<family>.json, then the leaderboard regenerated from everything in re
 
     python scripts/toy_sweep.py [--device cpu] [--out results] [--leaderboard leaderboard]
 
-The families (l0eval/families/sweep-*.yaml) differ in true L0 (4 to 25), width (including width >
+The families (l0eval/family/builtin/sweep-*.yaml) differ in true L0 (4 to 25), width (including width >
 number of true features) and correlation strength (none to strong). From an empty cache the sweep
 trains 100 SAEs (about 40 CPU-minutes: 17-29 minutes per family on the development machine's 2 cores
 shared with other jobs, `run.wall_seconds` in each file); trained SAEs are cached, so a second run
@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from l0eval.cli import main
-from l0eval.spec import BUILTIN_DIR
+from l0eval.family.toy_spec import BUILTIN_DIR
 
 SWEEP = sorted(BUILTIN_DIR.glob("sweep-*.yaml"))
 

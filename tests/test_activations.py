@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, GPTNeoXConfig, LlamaConfig
 
-from l0eval.activations.hooks import HookError, parse_hook, residual_activations
+from l0eval.activations.llm.hooks import HookError, parse_hook, residual_activations
 
 SMALL = {"vocab_size": 100, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
 CONFIGS = {
@@ -41,7 +41,7 @@ def test_stopping_after_the_hooked_layer_changes_nothing_and_skips_later_layers(
     model = tiny_model(name)
     input_ids = torch.randint(3, 100, (2, 10), generator=torch.Generator().manual_seed(2))
     calls = []
-    from l0eval.activations.hooks import decoder_layers
+    from l0eval.activations.llm.hooks import decoder_layers
 
     handle = decoder_layers(model)[3].register_forward_hook(lambda *args: calls.append(1))
     early = residual_activations(model, input_ids, "blocks.1.hook_resid_post")
@@ -84,7 +84,7 @@ TEXTS = ["the cat sat on a mat", "the dog ran far and then stopped", "a cat and 
 
 
 def test_token_sequences_are_packed_with_bos():
-    from l0eval.activations.text import token_sequences
+    from l0eval.activations.llm.text import token_sequences
 
     sequences = list(token_sequences(TEXTS, word_tokenizer(), context=8))
     assert all(seq.shape == (8,) and seq[0] == 1 for seq in sequences)
@@ -95,7 +95,7 @@ def test_token_sequences_are_packed_with_bos():
 
 
 def test_local_text_files(tmp_path):
-    from l0eval.activations.text import local_texts
+    from l0eval.activations.llm.text import local_texts
 
     (tmp_path / "a.txt").write_text("first doc\n\nsecond doc\n")
     (tmp_path / "b.jsonl").write_text('{"text": "third"}\n{"text": "fourth"}\n')
@@ -106,7 +106,7 @@ def test_local_text_files(tmp_path):
 
 
 def cache_key(**changes):
-    from l0eval.activations.cache import CacheKey
+    from l0eval.activations.llm.activation_cache import CacheKey
 
     fields = {"model": "tiny-llama", "revision": "local", "hook": "blocks.1.hook_resid_post", "dataset": "texts",
               "context": 8, "n_sequences": 20, "dtype": "float32", "prepend_bos": True, "shard_sequences": 6}
@@ -122,13 +122,13 @@ def activations_function(model, calls):
 
 
 def sequences():
-    from l0eval.activations.text import token_sequences
+    from l0eval.activations.llm.text import token_sequences
 
     return token_sequences(TEXTS, word_tokenizer(), context=8)
 
 
 def test_cache_holds_the_hook_activations_and_is_reused(tmp_path):
-    from l0eval.activations.cache import ActivationCache, fill_cache
+    from l0eval.activations.llm.activation_cache import ActivationCache, fill_cache
 
     model, calls = tiny_model("llama"), []
     cache = fill_cache(ActivationCache(tmp_path, cache_key()), sequences(), activations_function(model, calls),
@@ -143,7 +143,7 @@ def test_cache_holds_the_hook_activations_and_is_reused(tmp_path):
 
 def filled_cache(tmp_path, **key_changes):
     """A cache of 20 sequences of 8 tokens in shards of 6 sequences; row r holds the value r in every column."""
-    from l0eval.activations.cache import ActivationCache, fill_cache
+    from l0eval.activations.llm.activation_cache import ActivationCache, fill_cache
 
     counter = iter(range(10**6))
 
@@ -174,8 +174,8 @@ def test_training_draws_never_take_a_bos_row_when_excluded(tmp_path):
 
 
 def test_exclude_bos_needs_a_bos(tmp_path):
-    from l0eval.activations.spec import parse_llm_activations
     from l0eval.errors import SpecError
+    from l0eval.family.llm_spec import parse_llm_activations
 
     base = {"model": "m", "hook": "blocks.0.hook_resid_post", "texts": ["a.txt"]}
     assert parse_llm_activations({**base, "exclude_bos": True}, tmp_path, "").exclude_bos
@@ -186,7 +186,7 @@ def test_exclude_bos_needs_a_bos(tmp_path):
 
 
 def test_interrupted_cache_build_resumes_without_recomputing(tmp_path):
-    from l0eval.activations.cache import ActivationCache, fill_cache
+    from l0eval.activations.llm.activation_cache import ActivationCache, fill_cache
 
     model = tiny_model("llama")
     fill_cache(ActivationCache(tmp_path / "clean", cache_key()), sequences(), activations_function(model, []),
@@ -211,7 +211,7 @@ def test_interrupted_cache_build_resumes_without_recomputing(tmp_path):
 
 
 def test_cache_made_for_another_request_is_refused(tmp_path):
-    from l0eval.activations.cache import ActivationCache, CacheMismatchError
+    from l0eval.activations.llm.activation_cache import ActivationCache, CacheMismatchError
 
     ActivationCache(tmp_path, cache_key())
     with pytest.raises(CacheMismatchError, match="model: cached 'tiny-llama', requested 'other-model'"):
@@ -232,14 +232,14 @@ def model_cache(tmp_path_factory):
 @pytest.fixture
 def smollm2(model_cache, monkeypatch):
     """Converted once per test module into ``model_cache``, loaded from there by each test."""
-    from l0eval.activations.models import load_model
+    from l0eval.activations.llm.models import load_model
 
     monkeypatch.setenv("L0EVAL_CACHE", str(model_cache))
     return load_model("smollm2-135m-gguf")
 
 
 def test_smollm2_gguf_loads_converts_once_and_generates(smollm2, monkeypatch):
-    from l0eval.activations import models
+    from l0eval.activations.llm import models
 
     model, tokenizer = smollm2.model, smollm2.tokenizer
     assert type(model).__name__ == "LlamaForCausalLM"
@@ -268,14 +268,14 @@ def test_smollm2_residual_stream_hook(smollm2):
 
 
 def test_unknown_model_is_a_clear_error():
-    from l0eval.activations.models import load_model
+    from l0eval.activations.llm.models import load_model
 
     with pytest.raises(Exception, match="cannot load model 'no-such-org/no-such-model'"):
         load_model("no-such-org/no-such-model")
 
 
 def test_hub_dataset_texts_stream_from_a_local_dataset_folder(tmp_path):
-    from l0eval.activations.text import hub_texts
+    from l0eval.activations.llm.text import hub_texts
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n')
@@ -314,7 +314,7 @@ def llm_family(tmp_path, d_in=32):
 
 
 def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys, device):
-    from l0eval.activations import pipeline
+    from l0eval.activations.llm import pipeline
     from l0eval.cli import main
     from l0eval.results import read_results
 
@@ -387,7 +387,7 @@ def exact_and_zero_saes(d_in=32):
 
 @pytest.mark.parametrize("hook", ["blocks.1.hook_resid_post", "blocks.2.hook_resid_pre"])
 def test_spliced_ce_and_kl_scores(hook):
-    from l0eval.activations.splice import spliced_metrics
+    from l0eval.activations.llm.splice import spliced_metrics
 
     model = tiny_model("llama")
     tokens = [torch.randint(3, 100, (4, 12), generator=torch.Generator().manual_seed(i)) for i in range(2)]
@@ -408,7 +408,7 @@ def test_spliced_ce_and_kl_scores(hook):
 
 
 def test_splice_can_leave_the_bos_position_unreconstructed():
-    from l0eval.activations.splice import spliced_metrics
+    from l0eval.activations.llm.splice import spliced_metrics
 
     model = tiny_model("llama")
     tokens = [torch.randint(3, 100, (4, 12), generator=torch.Generator().manual_seed(0))]
@@ -423,10 +423,10 @@ def test_splice_can_leave_the_bos_position_unreconstructed():
 def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     from sae_lens import JumpReLUSAE
 
-    from l0eval import store
     from l0eval.cli import main
-    from l0eval.hub.loaders import load_member
     from l0eval.results import read_results
+    from l0eval.saes import store
+    from l0eval.saes.loaders import load_member
 
     family = llm_family(tmp_path)
     args = ["train", "--family", str(family), "--l0", "2", "6", "--width", "64", "--samples", "4096",
@@ -435,7 +435,7 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     assert "2 SAEs added to family 'tiny-llm-family'" in capsys.readouterr().out
     manifest = store.trained_members("tiny-llm-family")
     assert [m["nominal_l0"] for m in manifest] == [2.0, 6.0] and all(m["samples"] == 4096 for m in manifest)
-    from l0eval.catalog import resolve
+    from l0eval.family.catalog import resolve
 
     members = resolve(str(family)).members
     assert [m.trained_here for m in members] == [False, False, False, True, True]
@@ -464,10 +464,10 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
 def test_family_with_bos_excluded_trains_and_evaluates_without_bos(tmp_path):
     import yaml
 
-    from l0eval import store
-    from l0eval.catalog import resolve
     from l0eval.cli import main
+    from l0eval.family.catalog import resolve
     from l0eval.results import read_results
+    from l0eval.saes import store
 
     family = llm_family(tmp_path)
     train = ["train", "--family", str(family), "--l0", "2", "--width", "64", "--samples", "1024",
@@ -497,8 +497,8 @@ def test_family_with_bos_excluded_trains_and_evaluates_without_bos(tmp_path):
 def test_bfloat16_model_gives_close_activations_cached_under_another_name(tmp_path):
     import yaml
 
-    from l0eval.activations.pipeline import activation_cache
-    from l0eval.catalog import resolve
+    from l0eval.activations.llm.pipeline import activation_cache
+    from l0eval.family.catalog import resolve
 
     family = yaml.safe_load(llm_family(tmp_path).read_text())
     family["activations"]["model_dtype"] = "bfloat16"
@@ -525,7 +525,7 @@ def test_cache_name_of_a_float32_model_is_unchanged_by_the_model_dtype_field():
 
 
 def test_auto_forward_batch_follows_free_memory(monkeypatch):
-    from l0eval.activations import batching
+    from l0eval.activations.llm import batching
 
     model = tiny_model("llama")
     per_sequence = batching.bytes_per_sequence(model, context=64)
@@ -538,8 +538,8 @@ def test_auto_forward_batch_follows_free_memory(monkeypatch):
 
 
 def test_micro_batched_cache_equals_one_batch_per_shard(tmp_path, monkeypatch):
-    from l0eval.activations import batching, pipeline
-    from l0eval.catalog import resolve
+    from l0eval.activations.llm import batching, pipeline
+    from l0eval.family.catalog import resolve
 
     spec = resolve(str(llm_family(tmp_path))).activations["llm"]
     monkeypatch.setenv("L0EVAL_CACHE", str(tmp_path / "whole"))
@@ -553,7 +553,7 @@ def test_micro_batched_cache_equals_one_batch_per_shard(tmp_path, monkeypatch):
 def test_sae_probes_datasets_are_an_offline_corpus():
     from sae_probes.utils_data import read_numbered_dataset_df
 
-    from l0eval.activations.text import sae_probes_texts
+    from l0eval.activations.llm.text import sae_probes_texts
 
     texts = sae_probes_texts(["100_news_fake"])
     first = next(texts)
@@ -563,8 +563,8 @@ def test_sae_probes_datasets_are_an_offline_corpus():
 
 
 def test_builtin_smollm2_family_resolves_and_says_it_needs_training(tmp_path, capsys):
-    from l0eval.catalog import family_table, resolve
     from l0eval.cli import main
+    from l0eval.family.catalog import family_table, resolve
 
     family = resolve("smollm2-l0")
     spec = family.activations["llm"]

@@ -51,7 +51,7 @@ def test_small_toy_mixing_sign_follows_rho():
 
 def test_batched_trainer_benchmark_shows_the_batched_trainer_ahead():
     """`python scripts/bench_trainer.py` (the issue's 10x goal is not met on a 2-core CPU: see README)"""
-    bench = load("bench_trainer.json")
+    bench = load("bench/trainer.json")
     assert len(bench["family"]["k_values"]) == 25
     assert bench["speedup"] == pytest.approx(bench["sae_lens_one_by_one_seconds"] / bench["batched_seconds"])
     assert bench["speedup"] > 1
@@ -80,14 +80,14 @@ def test_smollm2_family_has_downstream_ground_truth_for_every_sae():
 
 def test_bos_carries_most_of_the_smollm2_variance():
     """`python scripts/bench_bos_share.py` (why smollm2-l0 sets exclude_bos)"""
-    share = load("bench_bos_share.json")
+    share = load("bench/bos_share.json")
     assert share["bos_share_of_centred_variance"] > 0.9 and share["norm_ratio"] > 100
     assert share["bos_rows"] * (share["context"] - 1) == share["other_rows"]
 
 
 def test_killed_real_run_resumes_without_recomputing_and_gives_identical_results():
     """`python scripts/demo_resume.py` (SmolLM2-135M, the smollm2-l0 family's SAEs)"""
-    demo = load("demo_resume.json")
+    demo = load("bench/demo_resume.json")
     assert 0 < demo["shards_finished_when_killed"] < demo["shards_total"]
     assert demo["finished_shards_rewritten_on_resume"] == 0
     assert demo["shards_computed_on_resume"] == demo["shards_total"] - demo["shards_finished_when_killed"]
@@ -108,7 +108,7 @@ def test_toy_sweep_covers_the_issue_configurations():
 
 def test_committed_leaderboard_is_what_the_code_makes_from_the_committed_results(tmp_path):
     """`l0eval leaderboard`"""
-    from l0eval.leaderboard import write_leaderboard
+    from l0eval.publish.leaderboard import write_leaderboard
 
     committed = RESULTS.parent / "leaderboard"
     write_leaderboard(RESULTS, tmp_path)

@@ -7,7 +7,7 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from l0eval.activations.models import LoadedModel
+from l0eval.activations.llm.models import LoadedModel
 from l0eval.downstream import absorption, probe_data, sae_probes_protocol, saebench_probing
 from l0eval.downstream.probe_data import ProbeActivations
 from l0eval.errors import L0EvalError
@@ -335,7 +335,7 @@ def test_unknown_metric_is_a_clear_error(tmp_path, capsys):
 
 
 def test_absorption_that_cannot_run_is_skipped_by_default_and_an_error_when_asked_for():
-    from l0eval.downstream.run import DownstreamConfig, run_downstream
+    from l0eval.downstream.suite import DownstreamConfig, run_downstream
 
     tokenizer = word_tokenizer(["apple", "has", "the", "first", "letter"])
     config = LlamaConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, num_key_value_heads=2,

@@ -15,10 +15,10 @@ import ray
 from test_activations import llm_family
 from test_run_toy import tiny_family
 
-from l0eval.catalog import resolve
 from l0eval.cli import main
 from l0eval.executors.records import without_timing_and_host
 from l0eval.executors.units import _shard_bytes, estimated_model_bytes, plan_units
+from l0eval.family.catalog import resolve
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from l0eval.heuristics import (
+from l0eval.selection.selectors import (
     SND_WIDTH_FRACTIONS,
     argmin_of,
     closest_to,
@@ -148,7 +148,7 @@ def test_sweep_axis_is_the_nominal_l0_not_the_measured_one():
 
 
 def test_printed_table_shows_nominal_and_measured_l0_apart():
-    from l0eval.report import l0_table
+    from l0eval.publish.console import l0_table
 
     results = {"family": {"selectors": {"snd_n": [20]}},
                "by_l0": [metric_row(k, {"l0": k * 1.1, "variance_explained": 0.9, "s_n_dec": {"20": 1.0}})

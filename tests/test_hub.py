@@ -19,10 +19,10 @@ from hub_fixtures import (
 )
 from huggingface_hub import constants
 
-from l0eval.catalog import family_table, resolve
-from l0eval.hub.cache import is_cached
-from l0eval.hub.loaders import LoadError, load_member
-from l0eval.hub.registry import Member, hub_families
+from l0eval.family.catalog import family_table, resolve
+from l0eval.family.registry import Member, hub_families
+from l0eval.saes.hub_cache import is_cached
+from l0eval.saes.loaders import LoadError, load_member
 
 D_IN, D_SAE, K = 16, 32, 4
 
@@ -216,9 +216,9 @@ def test_not_cached_while_offline_is_a_clear_error(hf_cache):
 
 def write_local_family(tmp_path, toy_name="tiny-for-hub"):
     """A toy spec, SAEs trained on it by l0eval saved as local SAELens folders, and a `kind: saes` family."""
-    from l0eval.spec import parse_family
-    from l0eval.toy.model import ToyModel
-    from l0eval.toy.run import family_members, train_or_load
+    from l0eval.activations.toy.model import ToyModel
+    from l0eval.family.toy_spec import parse_family
+    from l0eval.runs.toy import family_members, train_or_load
 
     toy = {"name": toy_name, "kind": "toy",
            "toy": {"n_features": 8, "d_model": 16, "probabilities": {"constant": 0.3}, "embedding": {"steps": 100}},
@@ -290,7 +290,7 @@ def test_families_show_and_cache_status(hf_cache):
     table = family_table()
     line = next(row for row in table.splitlines() if row.startswith("saebench-pythia-160m-l8-topk-4k "))
     assert line.endswith("1/6")
-    from l0eval.catalog import member_table
+    from l0eval.family.catalog import member_table
 
     shown = member_table(resolve("saebench-pythia-160m-l8-topk-4k"))
     assert "trainer_0" in shown and "cached" in shown and "nominal L0     20" in shown
@@ -328,7 +328,7 @@ def test_registry_gemma_scope_member_loads_through_its_sae_lens_release(hf_cache
 
 
 def test_measured_l0_far_from_nominal_is_flagged(capsys):
-    from l0eval.hub.run import flag_l0_disagreements
+    from l0eval.runs.saes import flag_l0_disagreements
 
     entries = [{"id": "ok", "nominal_l0": 10.0, "measured_l0": 11.0},
                {"id": "wrong", "nominal_l0": 10.0, "measured_l0": 31.0},

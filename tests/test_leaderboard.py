@@ -8,11 +8,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from l0eval.bootstrap import BootstrapDesign, bootstrap_selectors, summarise_choices
 from l0eval.cli import main
-from l0eval.heuristics import argmin_of, metric_row
 from l0eval.results import write_json
-from l0eval.verdict import HAND_N, judge_family, summary_line, verdict_selectors
+from l0eval.selection.bootstrap import BootstrapDesign, bootstrap_selectors, summarise_choices
+from l0eval.selection.selectors import argmin_of, metric_row
+from l0eval.selection.verdict import HAND_N, judge_family, summary_line, verdict_selectors
 
 FAST = BootstrapDesign(resamples=20, seed=0)
 
@@ -69,7 +69,8 @@ def results_dir(tmp_path):
     write_json(directory / "toy-small.json", {"schema_version": 1, "family": {"name": "toy-small",
                                                                             "kind": "toy-mixing"},
                                               "mixing_grid": [], "selectors": {}})
-    (directory / "bench_trainer.json").write_text(json.dumps({"speedup": 2.0}))
+    (directory / "bench").mkdir()
+    (directory / "bench" / "trainer.json").write_text(json.dumps({"speedup": 2.0}))  # not a family
     return directory
 
 

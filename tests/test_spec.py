@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from l0eval.errors import SpecError
-from l0eval.spec import load_family_file, parse_family, resolve_family
+from l0eval.family.toy_spec import load_family_file, parse_family, resolve_family
 
 
 def tiny_family(**overrides):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from l0eval.spec import RandomCorrelation, StarCorrelation, linear_probabilities, resolve_family
-from l0eval.toy.data import ToyDataSampler, random_correlation_matrix, star_correlation_matrix
-from l0eval.toy.model import ToyModel, ground_truth_sae
+from l0eval.activations.toy.data import ToyDataSampler, random_correlation_matrix, star_correlation_matrix
+from l0eval.activations.toy.model import ToyModel, ground_truth_sae
+from l0eval.family.toy_spec import RandomCorrelation, StarCorrelation, linear_probabilities, resolve_family
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.saes.batchtopk_sae import BatchTopK
 from sae_lens.training.sae_trainer import SAETrainer
 
-from l0eval import store
+from l0eval.saes import store
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, batch_topk, batchtopk_sae, member_seed, sae_lens_init
 
 D_IN, D_SAE, BATCH, STEPS = 20, 32, 64, 40

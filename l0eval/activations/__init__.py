@@ -1,1 +1,1 @@
-"""LLM activations: hook points on Hugging Face models, token sources, the on-disk activation cache."""
+"""Activation sources: the toy generator and LLM corpora (one cached model pass per family)."""

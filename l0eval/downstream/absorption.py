@@ -11,7 +11,7 @@ letters whose ground-truth probe F1 exceeds 0.6 (at least 20 such letters).
 Deviations, each because sae-bench's ``run_eval`` cannot run offline or on this model:
 - the model: sae-bench calls ``HookedTransformer`` (``run_with_cache``, ``to_tokens``, ``tokenizer``,
   ``cfg.model_name``/``cfg.d_model``). TransformerLens has no offline SmolLM2, so ``HookedModel`` supplies
-  exactly those members on top of our transformers model (``l0eval.activations.hooks``);
+  exactly those members on top of our transformers model (``l0eval.activations.llm.hooks``);
 - the hook: sae-bench reads ``blocks.{layer}.hook_resid_post``; an SAE at ``blocks.L.hook_resid_pre`` gets
   layer L-1, whose output is the same tensor (sae-bench would read the wrong activations there);
 - caches: sae-bench keeps probes and per-SAE results inside its installed package, keyed by names (stale
@@ -44,10 +44,10 @@ from types import SimpleNamespace
 
 import torch
 
-from l0eval import store
-from l0eval.activations.hooks import parse_hook, residual_activations
+from l0eval.activations.llm.hooks import parse_hook, residual_activations
 from l0eval.downstream import seed_everything
 from l0eval.errors import L0EvalError
+from l0eval.saes import store
 
 
 class AbsorptionUnavailable(L0EvalError):

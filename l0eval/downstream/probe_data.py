@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from l0eval import store
-from l0eval.activations.hooks import residual_activations
+from l0eval.activations.llm.hooks import residual_activations
 from l0eval.errors import L0EvalError
+from l0eval.saes import store
 
 # sae-probes' _process_activations: max_seq_len 1024, truncation_side "left", last token read
 MAX_SEQ_LEN = 1024

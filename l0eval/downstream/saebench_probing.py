@@ -8,7 +8,7 @@ one-vs-rest per class, top-k dimensions by |mean difference| on the training set
 regression (``probe_training.train_probe_on_activations``); accuracy averaged over classes, then datasets.
 
 What differs from ``run_eval``, and why:
-- the model pass is ours (``l0eval.activations.hooks``; sae-bench loads a ``HookedTransformer`` from the hub).
+- the model pass is ours (``l0eval.activations.llm.hooks``; sae-bench loads a ``HookedTransformer`` from the hub).
   Positions after a batch's longest text are not computed: they are padding, zeroed and ignored by the pooling;
 - datasets: SAEBench's come from the hub. Each runs when it is in the local HF cache; otherwise the offline
   sae-probes datasets stand in, two classes each (label 0 / label 1), and ``run.downstream`` records which ran;
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from l0eval import store
-from l0eval.activations.hooks import residual_activations
+from l0eval.activations.llm.hooks import residual_activations
+from l0eval.saes import store
 
 K_VALUES = (1, 2, 5, 10, 20, 50)
 CONTEXT = 128

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from l0eval.downstream.run import DownstreamConfig
-from l0eval.hub.registry import SAEFamily
-from l0eval.spec import FamilySpec
+from l0eval.downstream.suite import DownstreamConfig
+from l0eval.family.registry import SAEFamily
+from l0eval.family.toy_spec import FamilySpec
 
 
 def run_family(family: FamilySpec | SAEFamily, device: str = "cpu", progress: bool = True,
@@ -15,11 +15,11 @@ def run_family(family: FamilySpec | SAEFamily, device: str = "cpu", progress: bo
     asks for, default all), and apply every selector."""
     started = time.monotonic()
     if isinstance(family, FamilySpec):
-        from l0eval.toy.run import run_family as run_toy_family
+        from l0eval.runs.toy import run_family as run_toy_family
 
         results = run_toy_family(family, device=device, progress=progress)
     else:
-        from l0eval.hub.run import run_sae_family
+        from l0eval.runs.saes import run_sae_family
 
         results = run_sae_family(family, device=device, progress=progress, downstream=downstream)
     results["run"]["wall_seconds"] = time.monotonic() - started

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from l0eval.downstream.run import DownstreamConfig
+from l0eval.downstream.suite import DownstreamConfig
 from l0eval.errors import L0EvalError
 from l0eval.executors.records import FamilyRecords
 from l0eval.executors.units import Unit, plan_units, run_unit
-from l0eval.hub.registry import SAEFamily
-from l0eval.spec import FamilySpec
+from l0eval.family.registry import SAEFamily
+from l0eval.family.toy_spec import FamilySpec
 
 try:
     import ray

@@ -17,14 +17,14 @@ import uuid
 from pathlib import Path
 
 import l0eval
-from l0eval import store
-from l0eval.downstream.run import DownstreamConfig
-from l0eval.evaluate import METRIC_VERSIONS
+from l0eval.downstream.suite import DownstreamConfig
 from l0eval.executors.units import Unit, member_ids
-from l0eval.hub.registry import SAEFamily
-from l0eval.hub.run import sweep_verdict
+from l0eval.family.registry import SAEFamily
+from l0eval.family.toy_spec import FamilySpec, resolve_family
+from l0eval.metrics.stream import METRIC_VERSIONS
 from l0eval.results import SCHEMA_VERSION, read_results, write_json
-from l0eval.spec import FamilySpec, resolve_family
+from l0eval.runs.saes import sweep_verdict
+from l0eval.saes import store
 
 
 def _digest(content: object) -> str:
@@ -108,7 +108,7 @@ def _family_content(family: FamilySpec | SAEFamily) -> dict:
 
 def _metric_versions(family: FamilySpec | SAEFamily) -> dict:
     if isinstance(family, SAEFamily) and "llm" in family.activations:
-        from l0eval.activations import splice
+        from l0eval.activations.llm import splice
 
         return {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION}
     return METRIC_VERSIONS

@@ -2,7 +2,7 @@
 
 A unit is one toy family (its SAEs train together, so it is not split) or one shard of an SAE
 family's members. A shard of an LLM family loads the model once and streams each activation batch
-through all of its SAEs (``l0eval.hub.run``); shards are cut so that model + SAEs fit one device's
+through all of its SAEs (``l0eval.runs.saes``); shards are cut so that model + SAEs fit one device's
 memory. Activations never travel between machines: a unit reads the on-disk activation cache of its
 node (``$L0EVAL_CACHE/activations``) or fills it, once per node, under a file lock.
 """
@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from l0eval import store
-from l0eval.downstream.run import DownstreamConfig
+from l0eval.downstream.suite import DownstreamConfig
 from l0eval.executors.local import run_family
-from l0eval.hub.registry import SAEFamily
-from l0eval.spec import FamilySpec
+from l0eval.family.registry import SAEFamily
+from l0eval.family.toy_spec import FamilySpec
+from l0eval.saes import store
 
 # SAE weights and activations are float32 whatever the model's dtype
 FLOAT_BYTES = 4
@@ -47,7 +47,7 @@ class Unit:
 
 def member_ids(family: FamilySpec | SAEFamily) -> list[str]:
     if isinstance(family, FamilySpec):
-        from l0eval.toy.run import family_members
+        from l0eval.runs.toy import family_members
 
         return [member.id for member in family_members(family)]
     return [member.id for member in family.members]
@@ -106,7 +106,7 @@ def _tokens(family: FamilySpec | SAEFamily) -> int:
         return family.evaluation.samples
     if "llm" in family.activations:
         return family.activations["llm"].sequences * family.activations["llm"].context
-    from l0eval.spec import resolve_family
+    from l0eval.family.toy_spec import resolve_family
 
     toy = family.activations.get("toy")
     return resolve_family(toy).evaluation.samples if toy else 0  # no activations: the unit reports the error
@@ -119,7 +119,7 @@ def estimated_model_bytes(model: str, dtype: str = "float32") -> int:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from l0eval.activations.models import NAMED_MODELS
+    from l0eval.activations.llm.models import NAMED_MODELS
 
     folder = store.cache_root() / "models" / model if model in NAMED_MODELS else model
     try:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from sae_lens import BatchTopKTrainingSAE
 
-from l0eval import store
-from l0eval.activations.cache import ActivationCache
+from l0eval.activations.llm.activation_cache import ActivationCache
 from l0eval.errors import L0EvalError
+from l0eval.saes import store
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
 
 

@@ -1,0 +1,1 @@
+"""LLM activations: hook points on Hugging Face models, token sources, the on-disk activation cache."""

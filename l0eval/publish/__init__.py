@@ -1,0 +1,1 @@
+"""Publishing results: the console report, `l0eval compare`, the leaderboard and its plots."""
