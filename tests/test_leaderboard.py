@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from l0eval.cli import main
-from l0eval.results import write_json
+from l0eval.results import SCHEMA_VERSION, write_json
 from l0eval.selection.bootstrap import BootstrapDesign, bootstrap_selectors, summarise_choices
 from l0eval.selection.selectors import argmin_of, metric_row
 from l0eval.selection.verdict import HAND_N, judge_family, summary_line, verdict_selectors
@@ -52,7 +52,7 @@ def family_results(name, l0s, truth, kind="toy", seeds=(0, 1), batches=4, noise=
         ground_truth = {"true_l0": truth, "score": "feature_recovery"}
     else:
         ground_truth = {"true_l0": None, "reason": "LLM family"}
-    return {"schema_version": 1, "family": family, "run": {"evaluation": {"width": width}},
+    return {"schema_version": SCHEMA_VERSION, "family": family, "run": {"evaluation": {"width": width}},
             "ground_truth": ground_truth, "saes": saes, "by_l0": by_l0, "selectors": {}}
 
 
@@ -66,7 +66,7 @@ def results_dir(tmp_path):
                "absorption_fraction": lambda l0: 0.1 + abs(np.log(l0 / 20)) / 10}))
     write_json(directory / "llm-bare.json", family_results("llm-bare", [10, 20, 40, 80], 40, kind="saes",
                                                            seeds=(None,)))
-    write_json(directory / "toy-small.json", {"schema_version": 1, "family": {"name": "toy-small",
+    write_json(directory / "toy-small.json", {"schema_version": SCHEMA_VERSION, "family": {"name": "toy-small",
                                                                             "kind": "toy-mixing"},
                                               "mixing_grid": [], "selectors": {}})
     (directory / "bench").mkdir()

@@ -22,7 +22,7 @@ from l0eval.executors.units import Unit, member_ids
 from l0eval.family.registry import SAEFamily
 from l0eval.family.toy_spec import FamilySpec, resolve_family
 from l0eval.metrics.registry import metric_versions
-from l0eval.results import SCHEMA_VERSION, read_results, write_json
+from l0eval.results import SCHEMA_VERSION, build_results, read_results, write_json
 from l0eval.runs.saes import sweep_verdict
 from l0eval.saes import store
 
@@ -74,6 +74,7 @@ class FamilyRecords:
                        for key in first["keys"]}
         else:
             results = _merge_shards(records)
+        results = build_results(**{key: value for key, value in results.items() if key != "schema_version"})
         units = list({r["unit"]["run_id"]: r["unit"] for r in records}.values())
         results["run"]["wall_seconds"] = sum(unit["seconds"] for unit in units)
         results["run"]["executor"] = {"name": "ray", "units": [{key: unit[key] for key in ("unit", "host", "seconds")}

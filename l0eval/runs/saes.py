@@ -21,7 +21,7 @@ from l0eval.family.registry import SAEFamily
 from l0eval.family.toy_spec import resolve_family
 from l0eval.metrics.registry import metric_versions
 from l0eval.metrics.stream import evaluate_family
-from l0eval.results import now, run_header
+from l0eval.results import build_results, now, run_header
 from l0eval.runs.toy import assess_on_toy, eval_batch
 from l0eval.saes.loaders import load_family
 from l0eval.selection.bootstrap import BootstrapDesign, add_bootstrap
@@ -60,11 +60,11 @@ def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True
     skipped = {name: "needs an LLM family (toy activations have no text)" for name in ("probing", "absorption")
                if downstream.wants(name)}
     _report_skipped(skipped)
-    return {"schema_version": 1, "family": _family_record(family, list(toy_spec.selectors.snd_n)),
-            "run": {**header, "finished": now(), "seeds": {"evaluation_data": toy_spec.evaluation.seed},
-                    "training": _NOT_TRAINED, "evaluation": assessment.pop("evaluation"),
-                    "metric_versions": metric_versions(), "downstream": {"skipped": skipped}},
-            **assessment}
+    return build_results(family=_family_record(family, list(toy_spec.selectors.snd_n)),
+                         run={**header, "finished": now(), "seeds": {"evaluation_data": toy_spec.evaluation.seed},
+                              "training": _NOT_TRAINED, "evaluation": assessment.pop("evaluation"),
+                              "metric_versions": metric_versions(), "downstream": {"skipped": skipped}},
+                         **assessment)
 
 
 _NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None,
@@ -153,16 +153,13 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
         run["evaluation"]["bootstrap"] = BootstrapDesign().record(len(entries[0]["batches"]["mse"]), 1)
     if extra is not None:
         run["seeds"] = extra["record"]["seeds"]
-    results = {"schema_version": 1, "family": _family_record(family, snd_n), "run": run,
-               "ground_truth": {"true_l0": None,
-                                "reason": "LLM families have no true L0; the downstream targets are the peak of "
-                                          "sparse_probing_k1/k16 and the lowest absorption_fraction in by_l0 "
-                                          "(when probing and absorption ran)"},
-               "saes": entries, "by_l0": table.to_dict(orient="records"),
-               "selectors": selectors}
-    if extra is not None:
-        results["downstream_baselines"] = extra["baselines"]
-    return results
+    return build_results(family=_family_record(family, snd_n), run=run,
+                         ground_truth={"true_l0": None,
+                                       "reason": "LLM families have no true L0; the downstream targets are the peak "
+                                                 "of sparse_probing_k1/k16 and the lowest absorption_fraction in "
+                                                 "by_l0 (when probing and absorption ran)"},
+                         saes=entries, by_l0=table.to_dict(orient="records"), selectors=selectors,
+                         downstream_baselines=extra["baselines"] if extra is not None else None)
 
 
 def sweep_verdict(entries: list[dict], snd_n: list[int], width: int,

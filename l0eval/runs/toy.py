@@ -21,7 +21,7 @@ from l0eval.metrics.reconstruction import ReconstructionAccumulator
 from l0eval.metrics.registry import metric_versions
 from l0eval.metrics.stream import evaluate_family
 from l0eval.metrics.toy_recovery import feature_mixing
-from l0eval.results import now, run_header
+from l0eval.results import build_results, now, run_header
 from l0eval.saes import store
 from l0eval.selection.bootstrap import BootstrapDesign, add_bootstrap
 from l0eval.selection.selectors import default_selectors, metric_row, score_selectors, snd_n_values
@@ -128,15 +128,14 @@ def run_toy_family(spec: FamilySpec, device: str = "cpu", progress: bool = True)
     x, features = eval_batch(model, spec)
     identities = [{"id": m.id, "l0": m.k, "seed": m.seed, "trained_here": True} for m in members]
     assessment = assess_on_toy(spec, model, saes, identities, x, features)
-    return {
-        "schema_version": 1,
-        "family": spec.to_dict(),
-        "run": {**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
-                "evaluation": assessment.pop("evaluation"), "metric_versions": metric_versions()},
+    return build_results(
+        family=spec.to_dict(),
+        run={**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
+             "evaluation": assessment.pop("evaluation"), "metric_versions": metric_versions()},
         **assessment,
-        "reference": _paper_reference_checks(spec, model, members, saes, x,
-                                             {entry["id"]: entry["metrics"]["mse"] for entry in assessment["saes"]}),
-    }
+        reference=_paper_reference_checks(spec, model, members, saes, x,
+                                          {entry["id"]: entry["metrics"]["mse"] for entry in assessment["saes"]}),
+    )
 
 
 def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: list[dict], x: torch.Tensor,
@@ -229,18 +228,17 @@ def run_mixing_family(spec: FamilySpec, device: str = "cpu", progress: bool = Tr
     table = pd.DataFrame([{"rho": r["rho"], "l0": r["nominal_l0"], "feature_mixing": r["metrics"]["feature_mixing"]}
                           for r in records])
     grid = table.groupby(["rho", "l0"], as_index=False)["feature_mixing"].agg(["mean", "std"]).reset_index()
-    return {
-        "schema_version": 1,
-        "family": spec.to_dict(),
-        "run": {**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
-                "evaluation": {"samples": spec.evaluation.samples}, "metric_versions": metric_versions()},
-        "ground_truth": {"true_l0": spec.toy.true_l0, "score": "feature_mixing",
-                         "expected": "mixing has the sign of rho for k < true L0, about 0 at rho = 0 or k = true L0"},
-        "saes": records,
-        "mixing_grid": [{key: (None if isinstance(v, float) and np.isnan(v) else v) for key, v in row.items()
-                         if key != "index"} for row in grid.to_dict(orient="records")],
-        "selectors": {},
-    }
+    return build_results(
+        family=spec.to_dict(),
+        run={**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
+             "evaluation": {"samples": spec.evaluation.samples}, "metric_versions": metric_versions()},
+        ground_truth={"true_l0": spec.toy.true_l0, "score": "feature_mixing",
+                      "expected": "mixing has the sign of rho for k < true L0, about 0 at rho = 0 or k = true L0"},
+        saes=records,
+        mixing_grid=[{key: value for key, value in row.items() if key != "index"}
+                     for row in grid.to_dict(orient="records")],  # NaN (one replicate's std) becomes null
+        selectors={},
+    )
 
 
 def run_family(spec: FamilySpec, device: str = "cpu", progress: bool = True) -> dict:
