@@ -19,7 +19,7 @@ from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
 from l0eval.activations.toy.model import ToyBatchSource, ToyModel
-from l0eval.family.toy_spec import resolve_family
+from l0eval.family.toy_spec import toy_spec_by_name
 from l0eval.results import device_description, library_versions, now, write_json
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, batchtopk_sae, member_seed, sae_lens_init
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/bench/trainer.json")
     args = parser.parse_args()
 
-    spec = resolve_family("toy")
+    spec = toy_spec_by_name("toy")
     model = ToyModel(spec.toy)
     model.embedding  # built once, outside both timings
     batched(spec, model, spec.training.batch_size * 20, args.device)  # warm-up (allocator, threads)
