@@ -169,6 +169,22 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from l0eval.publish.saebench_export import export_saebench
+    from l0eval.results import read_results
+
+    if (args.family is None) == (args.results_file is None):
+        raise L0EvalError("give one of --family NAME or --results-file PATH")
+    path = Path(args.results_file) if args.results_file else Path(args.results) / f"{args.family}.json"
+    if not path.is_file():
+        raise L0EvalError(f"no results file {path}" + ("" if args.results_file else
+                                                        f"; run `l0eval run --family {args.family}` first"))
+    written = export_saebench(read_results(path), args.out, _bootstrap_design(args))
+    folders = sorted({p.parent.name for p in written})
+    print(f"{len(written)} SAEBench files written to {args.out}/ ({', '.join(folders)})")
+    return 0
+
+
 def _bootstrap_design(args: argparse.Namespace):
     from l0eval.selection.bootstrap import BootstrapDesign
 
@@ -245,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verdict_options(leaderboard)
     leaderboard.add_argument("--out", default="leaderboard", help="output directory (default: leaderboard)")
     leaderboard.set_defaults(handler=_leaderboard)
+
+    export = sub.add_parser("export", help="write a family's results in another tool's format (SAEBench / "
+                                           "Neuronpedia eval_results.json files)")
+    export.add_argument("--format", choices=["saebench"], default="saebench",
+                        help="saebench: one <eval_type>/<sae>_eval_results.json per SAE and eval type, plus the "
+                             "L0 verdict as eval type l0eval_l0_selection (default: saebench)")
+    export.add_argument("--family", help="family name: exports <results>/<family>.json")
+    export.add_argument("--results-file", help="a results JSON file to export instead of --family")
+    _add_verdict_options(export)
+    export.add_argument("--out", default="eval_results", help="output directory (default: eval_results)")
+    export.set_defaults(handler=_export)
 
     families = sub.add_parser("families", help="list known families (`families show NAME` lists members)")
     families.add_argument("action", nargs="?", choices=["list", "show"], default="list")
