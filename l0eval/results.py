@@ -101,11 +101,16 @@ def to_json_safe(value: Any) -> Any:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomic write (temp file + rename), sorted keys off so the file reads top-down as the schema does."""
+    """Atomic write, sorted keys off so the file reads top-down as the schema does."""
+    return write_text(path, json.dumps(to_json_safe(payload), indent=2, allow_nan=False) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomic write (temp file + rename): an interrupted write leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_json_safe(payload), indent=2, allow_nan=False) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
 

@@ -141,7 +141,7 @@ class _SaeContext:
 
     @property
     def model_name(self) -> str:
-        return self.llm.get("model") or f"toy:{self.family['name']}"
+        return _model_name(self.family)
 
     @property
     def downstream_settings(self) -> dict:
@@ -152,6 +152,12 @@ class _SaeContext:
         return int(self.run.get("seeds", {}).get("downstream", 42))
 
 
+def _model_name(family: dict) -> str:
+    """The LLM's name, or ``<kind>:<family>`` for data l0eval generates (toys, synthetic worlds)."""
+    llm = family.get("activations", {}).get("llm") or {}
+    return llm.get("model") or f"{family.get('kind', 'toy')}:{family['name']}"
+
+
 def sae_cfg_dict(results: dict, entry: dict) -> dict[str, Any]:
     """What the results know of the SAE's config, under sae-lens's config key names."""
     family, run = results["family"], results.get("run", {})
@@ -159,8 +165,9 @@ def sae_cfg_dict(results: dict, entry: dict) -> dict[str, Any]:
     d_in = family.get("d_in") or family.get("toy", {}).get("d_model")
     d_sae = family.get("sae", {}).get("d_sae") or run.get("evaluation", {}).get("width")
     member = next((m for m in family.get("members", []) if m["id"] == entry["id"]), {})
-    architecture = "batchtopk" if family.get("kind") == "toy" or member.get("trained_here") else None
-    cfg = {"model_name": llm.get("model") or f"toy:{family['name']}", "hook_name": llm.get("hook"),
+    # l0eval trains BatchTopK SAEs: every member of a family it trains (no member list), and trained-here members
+    architecture = "batchtopk" if "members" not in family or member.get("trained_here") else None
+    cfg = {"model_name": _model_name(family), "hook_name": llm.get("hook"),
            "d_in": d_in, "d_sae": d_sae, "architecture": architecture, "k": entry.get("nominal_l0"),
            "dtype": llm.get("dtype", "float32")}
     return {key: value for key, value in cfg.items() if value is not None}
@@ -237,7 +244,8 @@ def _core_config(ctx: _SaeContext) -> tuple[CoreEvalConfig, dict[str, int]]:
     batches = int(evaluation.get("bootstrap", {}).get("evaluation_batches") or 1)
     config = CoreEvalConfig(model_name=ctx.model_name, batch_size_prompts=max(1, samples // batches),
                             n_eval_reconstruction_batches=0, n_eval_sparsity_variance_batches=batches,
-                            dataset=f"l0eval toy family '{ctx.family['name']}' (synthetic)", context_size=1,
+                            dataset=f"l0eval {ctx.family.get('kind', 'toy')} family '{ctx.family['name']}' "
+                                    "(generated data)", context_size=1,
                             compute_sparsity_metrics=True, compute_variance_metrics=True)
     return config, {"total_tokens_eval_reconstruction": 0, "total_tokens_eval_sparsity_variance": samples}
 
