@@ -14,6 +14,7 @@ from pathlib import Path
 
 from l0eval.errors import SpecError
 from l0eval.family.model import Family
+from l0eval.family.readiness import needs_text, run_needs
 from l0eval.family.registry import (
     LoadedSAEs,
     hub_families,
@@ -116,9 +117,24 @@ def family_table(include_generated: bool = False) -> str:
         families.update(generated_families())
     lines = [header, "-" * len(header)]
     lines += [_row(name, family.members.table_row(family)) for name, family in families.items()]
-    return "\n".join(lines)
+    return "\n".join(lines + _needs_footer(families))
+
+
+def _needs_footer(families: dict[str, Family]) -> list[str]:
+    """Per family whose run cannot start yet, what it lacks and the command that gets it; one line for the
+    hub families, which download on their first run."""
+    blocked = [line for name, family in families.items()
+               for line in needs_text(name, [need for need in run_needs(family) if need.blocking])]
+    downloads = any(not need.blocking for family in families.values() for need in run_needs(family))
+    lines = ["", "needed before `l0eval run`:", *(f"  {line}" for line in blocked)] if blocked else []
+    if downloads:
+        lines += ["", "families not cached download their SAEs on the first `l0eval run`; "
+                      "`l0eval download --family NAME` fetches and checks them ahead"]
+    return lines
 
 
 def describe_family(family: Family) -> str:
-    """``l0eval families show``: the family and its members."""
-    return family.members.describe(family)
+    """``l0eval families show``: the family, its members and what its run still needs."""
+    needs = needs_text(family.name, run_needs(family))
+    return "\n".join([family.members.describe(family)]
+                     + (["", "needed before `l0eval run`:", *(f"  {line}" for line in needs)] if needs else []))

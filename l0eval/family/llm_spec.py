@@ -46,6 +46,7 @@ class LLMActivationSpec(ActivationSource):
 
     kind = "llm"
     extra_formulas = ("spliced",)
+    trains_members = True
 
     @property
     def corpus(self) -> str:

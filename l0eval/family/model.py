@@ -127,6 +127,10 @@ class MemberSource(ABC):
     def with_overrides(self, overrides: TrainingOverrides) -> MemberSource:
         return self
 
+    def needs(self, family: Family) -> list:
+        """What `l0eval run` needs that is not there yet (``l0eval.family.readiness.Need``); none by default."""
+        return []
+
     def with_trained(self, trained: list[dict[str, Any]], activations: ActivationSource | None) -> MemberSource:
         """These members plus the ones `l0eval train` recorded for the family (``saes.store.trained_members``)."""
         return self
@@ -142,6 +146,7 @@ class ActivationSource(ABC):
 
     kind: ClassVar[str]  # the key naming the source in a family file's ``activations`` and in results
     extra_formulas: ClassVar[tuple[str, ...]] = ()  # metric groups beyond the streamed ones (registry keys)
+    trains_members: ClassVar[bool] = False  # `l0eval train` can add members on these activations
 
     @abstractmethod
     def record(self) -> Any:

@@ -84,6 +84,7 @@ class LoadedSAEs(MemberSource):
     architecture: str = ""
     origin: str = "user"  # the registry entry's source format, "sae_lens_release" or "user"
     layer: int | None = None
+    build: str = ""  # the command that creates the members (family files' `build:`), for `l0eval families`
 
     @property
     def download_bytes(self) -> int:
@@ -172,6 +173,11 @@ class LoadedSAEs(MemberSource):
             sae = load_member(member, self.d_in or None)
             yield (f"{member.id}: {sae.cfg.architecture()} d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} "
                    f"nominal L0 {member.nominal_l0 if member.nominal_l0 is not None else '-'}  ok")
+
+    def needs(self, family: Family) -> list:
+        from l0eval.family.readiness import loaded_needs
+
+        return loaded_needs(family, self)
 
     def with_trained(self, trained: list[dict[str, Any]], activations: ActivationSource | None) -> MemberSource:
         added = tuple(LoadedMember(id=f"trained_{Path(m['path']).name}", nominal_l0=m["nominal_l0"],
@@ -315,7 +321,7 @@ def _parse_member(raw: Any, index: int, base: Path) -> LoadedMember:
 def parse_sae_family(raw: Any, source_path: Path) -> Family:
     """A user family (``kind: saes``): members in local folders, hub repos or SAELens releases."""
     top = check_keys(raw, {"name", "kind", "description", "model", "hook", "d_in", "width", "architecture",
-                            "members", "activations"}, "", required={"name", "kind", "d_in", "members"})
+                            "members", "activations", "build"}, "", required={"name", "kind", "d_in", "members"})
     if not isinstance(top["members"], list):
         raise SpecError("'members' must be a list (it may be empty when `l0eval train` fills the family)")
     members = tuple(_parse_member(m, i, source_path.parent) for i, m in enumerate(top["members"]))
@@ -325,6 +331,6 @@ def parse_sae_family(raw: Any, source_path: Path) -> Family:
     activations = parse_activations(top.get("activations", {}), SourceContext(source_path.parent, hook, model))
     saes = LoadedSAEs(members, d_in=number(top["d_in"], "d_in"),
                       width=number(top.get("width", 0), "width"), model=model, hook=hook,
-                      architecture=str(top.get("architecture", "")))
+                      architecture=str(top.get("architecture", "")), build=str(top.get("build", "")))
     return loaded_family(family_name(top["name"]), str(top.get("description", "")), saes, activations,
                          str(source_path))
