@@ -12,7 +12,7 @@ from l0eval.errors import SpecError
 from l0eval.family.catalog import resolve
 from l0eval.family.model import NO_GROUND_TRUTH, ActivationSource
 from l0eval.family.sources import register_activation_source
-from l0eval.family.validation import check_keys, number
+from l0eval.family.validation import NON_NEGATIVE_INT, POSITIVE_INT, check_keys
 from l0eval.results import read_results
 from l0eval.runs.streamed import BATCH_ROWS, evaluate_streamed
 from l0eval.train.batched import batchtopk_sae, sae_lens_init
@@ -45,9 +45,9 @@ class GaussianActivations(ActivationSource):
 
 def parse_gaussian(value, context) -> GaussianActivations:
     spec = check_keys(value, {"d_model", "rows", "seed"}, context.where, required={"d_model", "rows"})
-    return GaussianActivations(number(spec["d_model"], f"{context.where}.d_model", integer=True, low=1),
-                               number(spec["rows"], f"{context.where}.rows", integer=True, low=1),
-                               number(spec.get("seed", 0), f"{context.where}.seed", integer=True, low=0))
+    return GaussianActivations(POSITIVE_INT.check(spec["d_model"], f"{context.where}.d_model"),
+                               POSITIVE_INT.check(spec["rows"], f"{context.where}.rows"),
+                               NON_NEGATIVE_INT.check(spec.get("seed", 0), f"{context.where}.seed"))
 
 
 register_activation_source("gaussian", parse_gaussian)
