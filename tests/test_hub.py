@@ -136,7 +136,7 @@ def test_registry_covers_the_saebench_suites():
             gemma = families[f"saebench-gemma-2-2b-l12-{arch}-{width}"]
             pythia = families[f"saebench-pythia-160m-l8-{arch}-{width}"]
             assert len(gemma.members.saes) == len(pythia.members.saes) == 6
-            assert gemma.d_in == 2304 and pythia.d_in == 768
+            assert gemma.members.d_in == 2304 and pythia.members.d_in == 768
     assert families["saebench-gemma-2-2b-l12-topk-16k"].members.saes[0].repo_id == \
         "canrager/saebench_gemma-2-2b_width-2pow14_date-0107"
     topk_4k = families["saebench-gemma-2-2b-l12-topk-4k"].members.saes
