@@ -183,7 +183,8 @@ def test_cutoff_search_with_a_guess_is_exact_inside_and_outside_the_guessed_inte
 
 
 def test_dead_feature_window_is_at_most_a_quarter_of_the_budget():
-    assert config(samples=BATCH * 8000, dead_feature_window=None).window == 1000  # sae-lens's default once the budget allows it
+    # sae-lens's default once the budget allows it
+    assert config(samples=BATCH * 8000, dead_feature_window=None).window == 1000
     assert config(samples=BATCH * 2000, dead_feature_window=None).window == 500
     assert config(samples=BATCH * 2000, dead_feature_window=500).window == 500
     with pytest.raises(ValueError, match="train at least 2400 steps or set a window of at most 500"):
