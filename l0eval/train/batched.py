@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from torch import nn
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from l0eval.errors import ResultsError
@@ -143,70 +144,82 @@ class StackedBatchTopK(nn.Module):
         exactly and only the selection depends on them (sae-lens's autograd computes both paths and
         they cancel to rounding)."""
         streams, group = self._streams(x)
-        batch = streams.shape[1]
-        hidden_pre = self.pre_activations(x)  # [M, B, h]
-        norms = self.decoder_norms().unsqueeze(1) if self.normalize_decoder else None
-        scaled = hidden_pre * norms if norms is not None else hidden_pre
-        acts, cutoffs = batch_topk_with_cutoffs(scaled.relu(), self.k, self.last_cutoffs)
-        self.last_cutoffs = cutoffs
-        active = acts > 0
-        codes = torch.where(active, hidden_pre, 0.0) if norms is not None else acts
-        residual = torch.baddbmm(self.b_dec.unsqueeze(1), codes, self.W_dec)  # x_hat, then x_hat - x in place
-        for s, rows in enumerate(self._stream_members(group)):
-            residual[rows] -= streams[s]
-        mse = torch.linalg.vector_norm(residual, dim=-1).square().mean(-1)
-        two_over_batch = 2.0 / batch
-        grad_w_dec = torch.bmm(codes.transpose(1, 2), residual).mul_(two_over_batch)
-        grad_b_dec = residual.sum(1).mul_(two_over_batch)
-        grad_pre = torch.bmm(residual, self.W_dec.transpose(1, 2) * two_over_batch).masked_fill_(~active, 0.0)
-        aux = self._aux_loss_and_gradients(residual, hidden_pre, scaled, dead, aux_coefficient, grad_pre,
-                                           grad_w_dec)
-        grad_pre_sum = grad_pre.sum(1)  # [M, h]
-        grad_w_enc = torch.empty_like(self.W_enc)
-        for s, rows in enumerate(self._stream_members(group)):
-            torch.bmm(streams[s].T.expand(group, *streams.shape[:0:-1]), grad_pre[rows], out=grad_w_enc[rows])
-        grad_w_enc -= self.b_dec.unsqueeze(2) * grad_pre_sum.unsqueeze(1)  # pre = (x - b_dec) W_enc + b_enc
-        grad_b_dec -= torch.bmm(self.W_enc, grad_pre_sum.unsqueeze(2)).squeeze(2)
-        for param, grad in ((self.W_enc, grad_w_enc), (self.b_enc, grad_pre_sum), (self.W_dec, grad_w_dec),
-                            (self.b_dec, grad_b_dec)):
-            param.grad = grad
-        return StepOutput(mse, aux, acts, active, cutoffs)
+        with record_function("encoder"):
+            hidden_pre = self.pre_activations(x)  # [M, B, h]
+        with record_function("batch_topk"):
+            norms = self.decoder_norms().unsqueeze(1) if self.normalize_decoder else None
+            scaled = hidden_pre * norms if norms is not None else hidden_pre
+            aux_codes = self._aux_codes(hidden_pre, scaled, dead)  # before the ReLU below may overwrite hidden_pre
+            acts, cutoffs = batch_topk_with_cutoffs(scaled.relu_() if norms is None else scaled.relu(), self.k,
+                                                    self.last_cutoffs)
+            self.last_cutoffs = cutoffs
+            inactive = acts == 0
+            codes = hidden_pre.masked_fill(inactive, 0.0) if norms is not None else acts
+        with record_function("decoder"):
+            residual = torch.baddbmm(self.b_dec.unsqueeze(1), codes, self.W_dec)  # x_hat, then x_hat - x in place
+            for s, rows in enumerate(self._stream_members(group)):
+                residual[rows] -= streams[s]
+            mse = torch.linalg.vector_norm(residual, dim=-1).square().mean(-1)
+        with record_function("backward"):
+            two_over_batch = 2.0 / streams.shape[1]
+            grad_w_dec = torch.bmm(codes.transpose(1, 2), residual).mul_(two_over_batch)
+            grad_b_dec = residual.sum(1).mul_(two_over_batch)
+            grad_pre = torch.bmm(residual, self.W_dec.transpose(1, 2) * two_over_batch).masked_fill_(inactive, 0.0)
+        with record_function("aux_loss"):
+            aux = self._aux_loss_and_gradients(aux_codes, aux_coefficient, residual, grad_pre, grad_w_dec)
+        with record_function("backward"):
+            grad_pre_sum = grad_pre.sum(1)  # [M, h]
+            grad_w_enc = torch.empty_like(self.W_enc)
+            for s, rows in enumerate(self._stream_members(group)):
+                torch.bmm(streams[s].T.expand(group, *streams.shape[:0:-1]), grad_pre[rows], out=grad_w_enc[rows])
+            grad_w_enc -= self.b_dec.unsqueeze(2) * grad_pre_sum.unsqueeze(1)  # pre = (x - b_dec) W_enc + b_enc
+            grad_b_dec -= torch.bmm(self.W_enc, grad_pre_sum.unsqueeze(2)).squeeze(2)
+            for param, grad in ((self.W_enc, grad_w_enc), (self.b_enc, grad_pre_sum), (self.W_dec, grad_w_dec),
+                                (self.b_dec, grad_b_dec)):
+                param.grad = grad
+        # acts >= 0, so a latent fired iff its column sums to more than 0 (a float sum reads faster than any())
+        return StepOutput(mse, aux, acts, acts.sum(1) > 0, cutoffs)
 
-    def _aux_loss_and_gradients(self, residual: torch.Tensor, hidden_pre: torch.Tensor, scaled: torch.Tensor,
-                                dead: torch.Tensor, aux_coefficient: float, grad_pre: torch.Tensor,
-                                grad_w_dec: torch.Tensor) -> torch.Tensor:
-        """sae-lens 6.54's TopK aux loss per member [M], its gradients added to ``grad_pre`` and
-        ``grad_w_dec``: the top k_aux = d_in // 2 dead (scaled) pre-activations reconstruct the residual
-        x - x_hat (``-residual``, detached), without b_dec. (SAELens 6.11, used by the paper, added b_dec
-        here; 6.54 follows the TopK paper's appendix A.2. We match the installed library.)
+    def _aux_codes(self, hidden_pre: torch.Tensor, scaled: torch.Tensor, dead: torch.Tensor) -> AuxCodes | None:
+        """The TopK aux loss's inputs (sae-lens 6.54): per member with dead latents, its top
+        k_aux = d_in // 2 dead (scaled) pre-activations, as codes for W_dec: chosen scaled pre-activations
+        / decoder norms = chosen pre-activations (see ``loss_and_gradients``). None without dead latents.
 
-        Computed only for members that have dead latents. A member with at most k_aux dead latents
-        uses all of them, so its top-k is just the dead mask; only members with more need a topk.
-        """
+        A member with at most k_aux dead latents uses all of them, so its top-k is just the dead mask;
+        only members with more need a topk."""
         n_dead = dead.sum(-1)  # [M]
         members = (n_dead > 0).nonzero().flatten()
-        losses = residual.new_zeros(self.n_members)
         if members.numel() == 0:
-            return losses
-        k_aux = residual.shape[-1] // 2
+            return None
+        k_aux = self.W_dec.shape[-1] // 2
         dead, n_dead = dead[members], n_dead[members]
-        chosen = dead.unsqueeze(1).expand(-1, residual.shape[1], -1)
+        chosen = dead.unsqueeze(1).expand(-1, hidden_pre.shape[1], -1)
         crowded = (n_dead > k_aux).nonzero().flatten()
         if crowded.numel() > 0:
             masked = torch.where(dead[crowded].unsqueeze(1), scaled[members[crowded]], -torch.inf)
             top = masked.topk(k_aux, dim=-1, sorted=False).indices
             chosen = chosen.clone()
             chosen[crowded] = torch.zeros_like(masked, dtype=torch.bool).scatter_(-1, top, True)
-        # codes = chosen scaled pre-activations / decoder norms = chosen pre-activations (see above)
-        codes = torch.where(chosen, hidden_pre[members], 0.0)
-        w_dec = self.W_dec[members]
-        aux_residual = torch.baddbmm(residual[members], codes, w_dec)
-        scale = (n_dead.float() / k_aux).clamp(max=1.0) * aux_coefficient
-        losses[members] = scale * torch.linalg.vector_norm(aux_residual, dim=-1).square().mean(-1)
+        return AuxCodes(members, torch.where(chosen, hidden_pre[members], 0.0), chosen,
+                        (n_dead.float() / k_aux).clamp(max=1.0))
+
+    def _aux_loss_and_gradients(self, aux: AuxCodes | None, aux_coefficient: float, residual: torch.Tensor,
+                                grad_pre: torch.Tensor, grad_w_dec: torch.Tensor) -> torch.Tensor:
+        """The TopK aux loss per member [M], its gradients added to ``grad_pre`` and ``grad_w_dec``: the
+        aux codes reconstruct the residual x - x_hat (``-residual``, detached) without b_dec. (SAELens 6.11,
+        used by the paper, added b_dec here; 6.54 follows the TopK paper's appendix A.2. We match the
+        installed library.)"""
+        losses = residual.new_zeros(self.n_members)
+        if aux is None:
+            return losses
+        w_dec = self.W_dec[aux.members]
+        aux_residual = torch.baddbmm(residual[aux.members], aux.codes, w_dec)
+        scale = aux.scale * aux_coefficient
+        losses[aux.members] = scale * torch.linalg.vector_norm(aux_residual, dim=-1).square().mean(-1)
         factor = (2.0 / residual.shape[1] * scale).view(-1, 1, 1)
-        grad_w_dec[members] += torch.bmm(codes.transpose(1, 2), aux_residual) * factor
+        grad_w_dec[aux.members] += torch.bmm(aux.codes.transpose(1, 2), aux_residual) * factor
         grad_codes = torch.bmm(aux_residual, w_dec.transpose(1, 2) * factor)
-        grad_pre[members] += grad_codes.masked_fill_(~chosen, 0.0)
+        grad_pre[aux.members] += grad_codes.masked_fill_(~aux.chosen, 0.0)
         return losses
 
     @torch.no_grad()
@@ -312,13 +325,24 @@ def kth_largest_per_row(flat: torch.Tensor, counts: torch.Tensor, guess: torch.T
 
 @dataclass
 class StepOutput:
-    """One step's per-member losses [M], activations [M, B, h], where they are positive, and BatchTopK cut-offs."""
+    """One step's per-member losses [M], activations [M, B, h], which latents fired [M, h], BatchTopK cut-offs [M]."""
 
     mse: torch.Tensor
     aux: torch.Tensor
     acts: torch.Tensor
-    active: torch.Tensor
+    fired: torch.Tensor
     cutoffs: torch.Tensor
+
+
+@dataclass
+class AuxCodes:
+    """The aux loss's inputs for the members with dead latents: their indices [m], codes [m, B, h], which
+    entries were chosen [m, B, h], and the loss scale min(n_dead / k_aux, 1) [m]."""
+
+    members: torch.Tensor
+    codes: torch.Tensor
+    chosen: torch.Tensor
+    scale: torch.Tensor
 
 
 def clip_grad_norm_per_member(module: StackedBatchTopK, max_norm: float) -> None:
@@ -357,12 +381,16 @@ class FamilyTrainer:
         x = batch.to(self.device, torch.float32)
         dead = self.steps_since_fired > self.cfg.window
         out = self.model.loss_and_gradients(x, dead, self.cfg.aux_loss_coefficient)
-        self.steps_since_fired += 1
-        self.steps_since_fired.masked_fill_(out.active.any(dim=1), 0)
-        clip_grad_norm_per_member(self.model, self.cfg.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.model.update_topk_threshold(out, self.cfg.topk_threshold_lr)
+        with record_function("dead_tracking"):
+            self.steps_since_fired += 1
+            self.steps_since_fired.masked_fill_(out.fired, 0)
+        with record_function("clipping"):
+            clip_grad_norm_per_member(self.model, self.cfg.grad_clip)
+        with record_function("adam"):
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        with record_function("threshold_update"):
+            self.model.update_topk_threshold(out, self.cfg.topk_threshold_lr)
         self.step += 1
         return out.mse + out.aux
 
