@@ -18,7 +18,7 @@ TOY_SWEEP = {"name": "t", "kind": "toy",
                                                 "sparsity": 0.3}},
                      "magnitude": {"mean": 1.0, "std": 0.1}, "embedding": {"seed": 0, "steps": 10}},
              "sae": {"d_sae": 8, "k": [1, 2]},
-             "training": {"samples": 2048, "batch_size": 1024, "lr": 0.001, "seeds": [0], "data_seed": 0,
+             "training": {"samples": 40960, "batch_size": 1024, "lr": 0.001, "seeds": [0], "data_seed": 0,
                           "dead_feature_window": 10, "aux_loss_coefficient": 1.0},
              "evaluation": {"samples": 100, "seed": 1, "n_values": [1, 2]},
              "selectors": {"snd_n": [2], "canonical_target": 100.0}}

@@ -22,6 +22,7 @@ from l0eval.errors import L0EvalError
 from l0eval.family.model import ActivationSource, Family
 from l0eval.saes import store
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
+from l0eval.train.dead_window import SAE_LENS_DEAD_FEATURE_WINDOW
 
 
 class CacheBatchSource:
@@ -95,9 +96,12 @@ def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainin
         raise L0EvalError(f"--samples {samples} is smaller than one batch ({batch_size})")
     trainer_config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
                                    normalize_decoder=True)
+    # unchanged for runs from before exclude_bos and from before the window followed the budget
+    window = ([] if trainer_config.window == SAE_LENS_DEAD_FEATURE_WINDOW
+              else [f"dead_feature_window={trainer_config.window}"])
     fingerprint = hashlib.sha256(json.dumps([str(cache.directory), k_values, width, samples, seed, batch_size, lr,
-                                             *(["exclude_bos"] if exclude_bos else [])])
-                                 .encode()).hexdigest()[:16]  # unchanged for runs from before exclude_bos
+                                             *(["exclude_bos"] if exclude_bos else []), *window])
+                                 .encode()).hexdigest()[:16]
     run_dir = store.trained_dir(family_name) / fingerprint
     inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
     trainer = FamilyTrainer(trainer_config, inits, k_values, CacheBatchSource(cache, seed, exclude_bos), device=device,
@@ -119,6 +123,7 @@ def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainin
                       "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
                       "trained_together_with": k_values, "train_seconds": train_seconds,
                       "resumed_from_step": trainer.resumed_from_step, "device": device, "exclude_bos": exclude_bos,
+                      "dead_feature_window": trainer_config.window,
                       "threshold_calibration": calibration})
     store.add_trained_members(family_name, added)
     (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
