@@ -18,9 +18,9 @@ from l0eval.results import read_results
 from l0eval.selection.bootstrap import BootstrapDesign
 from l0eval.selection.verdict import NotJudgeable, judge_family, selector_tally, summary_line
 
-CSV_COLUMNS = ("family", "target", "target_l0", "selector", "chosen_l0", "interval_90_low", "interval_90_high",
-               "point_share", "plausible_l0s", "error_l0", "error_steps", "within_one", "score", "best_score",
-               "regret")
+CSV_COLUMNS = ("family", "target", "target_l0", "censored", "selector", "label", "chosen_l0", "interval_90_low",
+               "interval_90_high", "point_share", "plausible_l0s", "seed_spread", "error_l0", "error_steps",
+               "within_one", "score", "best_score", "regret")
 
 NOT_FAMILY_PREFIXES = ("bench_", "demo_")
 
@@ -61,7 +61,7 @@ def cell(row: dict) -> str:
         return "none"
     text = fmt(row["chosen_l0"])
     if row.get("target") is not None:
-        steps = row["error_steps"]
+        steps = int(row["error_steps"])
         text += f" ({steps:+d}" + ("" if row["regret"] is None else f"; {fmt(row['regret'], 2)}") + ")"
     plausible = row.get("plausible_l0s") or []
     if len(plausible) > 1:
@@ -72,7 +72,12 @@ def cell(row: dict) -> str:
 def main_table(verdicts: list[dict]) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per (family, target), one column per selector (the union, in first-seen order)."""
     selectors = list(dict.fromkeys(name for v in verdicts for name in v["selectors"]))
-    header = ["family", "target", "target L0", *selectors]
+    labels: dict[str, str] = {}
+    for verdict in verdicts:  # a rule that is an oracle on any family is labelled one
+        for name, label in verdict["labels"].items():
+            labels[name] = label if labels.get(name, "proxy") == "proxy" else labels[name]
+    header = ["family", "target", "target L0", *(f"{name} [{labels[name]}]" if labels[name] != "proxy" else name
+                                                 for name in selectors)]
     rows = []
     for verdict in verdicts:
         by_target: dict = {}
@@ -80,25 +85,27 @@ def main_table(verdicts: list[dict]) -> tuple[list[str], list[list[str]]]:
             by_target.setdefault(row["target"], {})[row["selector"]] = row
         for target, cells in by_target.items():
             first = next(iter(cells.values()))
-            rows.append([verdict["family"], target or "none", fmt(first.get("target_l0"), 4),
+            name = (target or "none") + (" (censored: at a grid end)" if first.get("censored") else "")
+            rows.append([verdict["family"], name, fmt(first.get("target_l0"), 4),
                          *(cell(cells[name]) if name in cells else "" for name in selectors)])
     return header, rows
 
 
 def tally_table(verdicts: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["selector", "toy: within one step", "toy: mean |steps|", "toy: mean regret",
+    header = ["selector", "label", "toy: within one step", "toy: mean |steps|", "toy: mean regret",
               "LLM targets: within one step", "LLM: mean |steps|", "LLM: mean regret"]
     tallies = [selector_tally(verdicts, toy=True), selector_tally(verdicts, toy=False)]
     names = list(dict.fromkeys(name for tally in tallies for name in tally))
     rows = []
     for name in names:
-        row = [name]
+        row = [name, next(tally[name]["label"] for tally in tallies if name in tally)]
         for tally in tallies:
             entry = tally.get(name)
             if entry is None:
                 row += ["-", "-", "-"]
                 continue
-            row += [f"{entry['hits']}/{entry['judged']}", _mean_text(entry["steps"]), _mean_text(entry["regret"])]
+            row += [f"{fmt(entry['hits'], 3)}/{entry['judged']}", _mean_text(entry["steps"]),
+                    _mean_text(entry["regret"])]
         rows.append(row)
     return header, rows
 
@@ -117,8 +124,12 @@ def markdown(verdicts: list[dict], skipped: list[str]) -> str:
     lines += [f"**{line}**" for line in summary_lines(verdicts)] + [""]
     lines += ["## Choices", "",
               "Cell: chosen L0 (error in L0 steps of the family's grid; regret = family's best score minus the "
-              "chosen SAE's). `≈a–b`: the bootstrap (evaluation batches and seed replicates) cannot tell the "
-              "choice apart from other L0s in a..b. `none`: the selector found no decisive point.", ""]
+              "chosen SAE's). `≈a–b`: the bootstrap (evaluation batches; seed replicates only where there are "
+              "at least 4) cannot tell the choice apart from other L0s in a..b. `none`: the selector found no "
+              "decisive point. Labels (docs/selectors.md): `[oracle]` needs the true L0, `[post_hoc]` was written "
+              "after seeing the sweep, `[baseline]` ignores the metrics; none of them is a headline candidate. A "
+              "censored target sits at a grid end and counts in no tally. The tally's `chance` row is a uniformly "
+              "random pick on each grid, in expectation.", ""]
     lines += _markdown_table(*main_table(verdicts))
     lines += ["", "## Selectors across families", ""] + _markdown_table(*tally_table(verdicts))
     lines += ["", "## Families", ""]
@@ -151,7 +162,8 @@ def csv_text(verdicts: list[dict]) -> str:
             interval = row.get("interval_90") or [None, None]
             values = {**row, "family": verdict["family"], "interval_90_low": interval[0],
                       "interval_90_high": interval[1],
-                      "plausible_l0s": " ".join(fmt(v) for v in row.get("plausible_l0s", []))}
+                      "plausible_l0s": " ".join(fmt(v) for v in row.get("plausible_l0s", [])),
+                      "seed_spread": " ".join(fmt(v) for v in row.get("seed_spread") or [])}
             writer.writerow([fmt(values.get(column), 6) for column in CSV_COLUMNS])
     return buffer.getvalue()
 
@@ -234,7 +246,8 @@ def compare_text(verdicts: list[dict]) -> str:
                                "selector": row["selector"], "chosen L0": fmt(row["chosen_l0"]),
                                "90% interval": "-" if not row.get("interval_90") else
                                f"{fmt(row['interval_90'][0])}-{fmt(row['interval_90'][1])}",
-                               "steps": "-" if row.get("error_steps") is None else f"{row['error_steps']:+d}",
+                               "steps": "-" if row.get("error_steps") is None else f"{row['error_steps']:+g}",
+                               "seed spread": " ".join(fmt(v) for v in row.get("seed_spread") or []) or "-",
                                "within 1": fmt(row.get("within_one")), "regret": fmt(row.get("regret"))}
                               for row in verdict["rows"]])
         blocks.append(f"{title}\n{frame.to_string(index=False)}")

@@ -104,7 +104,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
     n_values = snd_n_values([m.nominal_l0 for m in family.members if m.nominal_l0 is not None], width, snd_n)
     # the paper's LLM SAEs have unit-norm decoder rows; s_n^dec is read on unit rows for LLM families
     rows = cache.n_rows(spec.exclude_bos)
-    metrics = (evaluate_family(saes, cache.batches(LLM_BATCH_TOKENS, spec.exclude_bos), n_values,
+    metrics = (evaluate_family(saes, lambda: cache.batches(LLM_BATCH_TOKENS, spec.exclude_bos), n_values,
                                normalize_decoder=True, progress_total=rows if progress else None, keep_batches=True)
                if shared_pass else [{} for _ in saes])
     if spec.ce_sequences and downstream.wants("core"):
@@ -142,7 +142,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
            "downstream": extra["record"] if extra is not None else {"metrics": list(downstream.metrics),
                                                                     "skipped": dict(downstream.skipped)}}
     if shared_pass:
-        run["evaluation"]["bootstrap"] = BootstrapDesign().record(len(entries[0]["batches"]["mse"]), 1)
+        run["evaluation"]["bootstrap"] = BootstrapDesign().record(len(entries[0]["batches"]["rows"]), 1)
     if extra is not None:
         run["seeds"] = extra["record"]["seeds"]
     results = {"schema_version": 1, "family": _family_record(family, snd_n), "run": run,
