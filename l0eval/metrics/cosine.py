@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import torch
 
-METRIC_VERSION = "pairwise_cosine/1: mean |cos| over pairs i<j of unit-normalised vectors"
-ALIVE_METRIC_VERSION = ("pairwise_cosine_alive/1: pairwise_cosine/1 over the decoder rows of latents that fired on "
-                        "the evaluation set (dead latents keep random rows)")
-
 
 @torch.no_grad()
 def mean_abs_pairwise_cosine(vectors: torch.Tensor, block_rows: int = 4096) -> float:

@@ -17,12 +17,6 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-METRIC_VERSION = "s_n_dec/1: mean over batches of the (n*B+1)-th largest of (X - b_dec) W_dec^T"
-# Dead latents keep their random initial decoder rows, whose projections enter s_n^dec but say nothing about
-# the learnt features: the same statistic over the rows of latents that fired on the evaluation set.
-ALIVE_METRIC_VERSION = ("s_n_dec_alive/1: s_n_dec/1 over the decoder rows of latents that fired on the evaluation "
-                        "set (h_alive rows; n < h_alive)")
-
 
 def decoder_projections(x: torch.Tensor, w_dec: torch.Tensor, b_dec: torch.Tensor,
                         normalize_decoder: bool = False) -> torch.Tensor:

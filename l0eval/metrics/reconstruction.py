@@ -13,8 +13,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-METRIC_VERSION = "reconstruction/1: mse summed-over-dims; VE uncentred; FVU centred (sae-lens 6.54 EV)"
-
 
 class ReconstructionAccumulator:
     """Accumulates float64 sums per batch of (x, x_hat, latent activations): each batch's sufficient

@@ -6,9 +6,9 @@ the current selectors, whichever l0eval version ran it. Targets:
 
 - a known true L0 (toys, and any family whose ``ground_truth.true_l0`` is set); the chosen SAE is scored by
   ``ground_truth.score`` (toys: feature recovery);
-- LLM families: each downstream metric in ``TARGETS`` present in ``by_l0`` is its own target, at the L0
-  where that metric is best (sparse probing peaks, absorption is lowest), bootstrapped over its own units
-  (datasets, letters); the chosen SAE is scored by it.
+- LLM families: each target metric of ``l0eval.metrics.registry`` present in ``by_l0`` is its own target, at
+  the L0 where that metric is best (sparse probing peaks, absorption is lowest), bootstrapped over its own
+  units (``TARGET_UNITS``: datasets, letters); the chosen SAE is scored by it.
 
 Errors are counted in L0 steps of the family's own grid (the target's step is the grid L0 nearest it in
 log L0); a target at either end of the grid is censored (it may lie beyond) and not counted. Regret is how
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from l0eval.metrics.registry import target_metrics
 from l0eval.selection.bootstrap import (
     BootstrapDesign,
     bootstrap_choices,
@@ -38,10 +39,6 @@ from l0eval.selection.bootstrap import (
     summarise_choices,
 )
 from l0eval.selection.selectors import Selector, default_selectors, grid_step
-
-# LLM-family targets, read from metric columns where a results file has them: (column, higher is better).
-TARGETS = (("sparse_probing_k1", True), ("sparse_probing_k16", True),
-           ("absorption_fraction", False), ("full_absorption", False))
 
 # The hand-set-n s_n^dec rule under one name across families (n differs: the family file's first snd_n).
 HAND_N = "argmin_s_n_dec@hand_n"
@@ -168,7 +165,8 @@ def family_targets(results: dict, table: pd.DataFrame, design: BootstrapDesign) 
         l0 = float(truth["true_l0"])
         return [Target("true_l0", l0, score, censored=is_censored(grid, l0))]
     targets = []
-    for column, higher in TARGETS:
+    for metric in target_metrics():
+        column, higher = metric.name, metric.higher_is_better
         if column in table and table[column].notna().any():
             best = table[column].idxmax() if higher else table[column].idxmin()
             l0 = float(table.loc[best, "l0"])
