@@ -229,3 +229,30 @@ def test_leaderboard_page_in_headless_chromium_loads_every_plot_and_no_table_ove
     (out / "broken.html").write_text(broken)
     checks = page_checks(out / "broken.html", WIDTHS[0], chromium)
     assert checks["images-loaded"] == "4/5" and checks["tables-overflowing"] == "1/3"
+
+
+def test_registry_members_link_to_neuronpedia():
+    from l0eval.family.catalog import resolve
+    from l0eval.family.registry import sae_lens_releases
+    from l0eval.publish.leaderboard import neuronpedia_links
+
+    family = resolve("gemma-scope-2b-l12-res-16k")
+    members = [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "nominal_l0": m.nominal_l0} for m in family.members]
+    links = neuronpedia_links({"family": {"members": members}})
+    release = sae_lens_releases()["gemma-scope-2b-pt-res"]["saes"]
+    listed = {entry["id"] for entry in release if entry.get("neuronpedia")}  # not every SAE has a page
+    assert [link["id"] for link in links] == [m["id"] for m in members if m["id"] in listed] and links
+    assert links[0]["url"] == f"https://www.neuronpedia.org/gemma-2-2b/12-gemmascope-res-16k__l0-{links[0]['l0']}"
+    trained_here = {"id": "trained_k8", "path": "/cache/trained/k8", "repo_id": None, "nominal_l0": 8}
+    assert neuronpedia_links({"family": {"members": [trained_here]}}) == []
+
+
+def test_cells_render_rows_without_a_single_choice():
+    from l0eval.publish.leaderboard import cell_view
+
+    chance = cell_view({"selector": "chance", "chosen_l0": None, "error_steps": 2.25, "within_one": 0.375,
+                        "regret": 0.1})
+    assert chance["main"] == "|2.2|" and chance["css"] == "s2" and "regret 0.1" in chance["sub"]
+    censored = cell_view({"selector": "x", "chosen_l0": 4.0, "error_steps": 0, "censored": True})
+    assert censored["css"] == "censored" and "censored" in censored["title"]
+    assert cell_view(None)["css"] == "absent"

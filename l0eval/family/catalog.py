@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from l0eval.errors import SpecError
-from l0eval.family.readiness import needs_text, run_needs
+from l0eval.family.readiness import hub_offline, needs_text, run_needs
 from l0eval.family.registry import (
     SAEFamily,
     hub_families,
@@ -122,14 +122,24 @@ def family_table(include_generated: bool = False) -> str:
 def _needs_footer(families: dict[str, SAEFamily]) -> list[str]:
     """Per family whose run cannot start yet, what it lacks and the command that gets it; one line for the
     hub families, which download on their first run."""
-    blocked = [line for name, family in families.items()
-               for line in needs_text(name, [need for need in run_needs(family) if need.blocking])]
-    downloads = any(not need.blocking for family in families.values() for need in run_needs(family))
+    needs = {name: run_needs(family) for name, family in families.items()}
+    shared: dict[tuple[str, str], list[str]] = {}  # one line for a need many families share
+    for name, family_needs in needs.items():
+        for need in family_needs:
+            if need.blocking and not need.download:
+                shared.setdefault((need.what, need.command), []).append(name)
+    blocked = [f"{names[0] if len(names) == 1 else _names_text(names)}: {what} -> {command}"
+               for (what, command), names in shared.items()]
     lines = ["", "needed before `l0eval run`:", *(f"  {line}" for line in blocked)] if blocked else []
-    if downloads:
-        lines += ["", "families not cached download their SAEs on the first `l0eval run`; "
-                      "`l0eval download --family NAME` fetches and checks them ahead"]
+    if any(need.download for family_needs in needs.values() for need in family_needs):
+        lines += ["", "families not cached download their SAEs on the first `l0eval run`"
+                  + (" (not while HF_HUB_OFFLINE is set)" if hub_offline() else "")
+                  + "; `l0eval download --family NAME` fetches and checks them ahead"]
     return lines
+
+
+def _names_text(names: list[str]) -> str:
+    return f"{len(names)} families ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''})"
 
 
 def member_table(family: FamilySpec | SAEFamily) -> str:

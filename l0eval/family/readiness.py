@@ -19,6 +19,7 @@ class Need:
     what: str
     command: str
     blocking: bool  # the run cannot start without it (else it fetches or builds it on the way)
+    download: bool = False  # hub files: one summary line covers them in a listing of many families
 
 
 def run_needs(family) -> list[Need]:
@@ -27,18 +28,25 @@ def run_needs(family) -> list[Need]:
         return []
     if not family.members:
         return [Need("has no members yet (0 members)", family.build or _train_command(family), blocking=True)]
-    needs = []
+    needs = [] if family.activations else [Need(
+        "no activations to run on", "write a `kind: saes` family file listing these SAEs with an `activations:` "
+        "section (README: SAE families from the hub)", blocking=True)]
     local_missing = [m.id for m in family.members if m.is_local and not is_cached(m)]
     if local_missing:
         needs.append(Need(f"{len(local_missing)} local SAE folder(s) missing ({', '.join(local_missing[:3])})",
                           f"fix their 'path' in {family.spec_path}", blocking=True))
     hub_missing = [m for m in family.members if not m.is_local and not is_cached(m)]
     if hub_missing:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        needs.append(Need(f"{len(hub_missing)} of {len(family.members)} SAEs not in the Hugging Face cache"
-                          + (" (HF_HUB_OFFLINE is set)" if offline else ""),
-                          f"l0eval download --family {family.name}", blocking=offline))
+        offline = hub_offline()
+        command = ("unset HF_HUB_OFFLINE, then " if offline else "") + f"l0eval download --family {family.name}"
+        needs.append(Need(f"{len(hub_missing)} of {len(family.members)} SAEs not in the Hugging Face cache", command,
+                          blocking=offline, download=True))
     return needs
+
+
+def hub_offline() -> bool:
+    """Whether huggingface_hub is told not to download (``HF_HUB_OFFLINE``)."""
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
 
 def _train_command(family: SAEFamily) -> str:

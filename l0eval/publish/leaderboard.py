@@ -128,12 +128,10 @@ def cell_view(row: dict | None) -> dict:
     censored = bool(row.get("censored"))
     if row.get("chosen_l0") is None and steps is None:
         return {"css": "none", "main": "none", "sub": "no decisive point", "doubt": "", "title": ""}
-    if row.get("chosen_l0") is None:  # an expectation (the chance baseline): no single choice
-        main, sub = "E", f"|steps| {fmt(steps, 2)}"
+    if is_expectation(row):  # no single choice: the expected |steps| of a random pick
+        main, sub = f"|{fmt(steps, 2)}|", "expected steps"
     else:
-        main = fmt(row["chosen_l0"])
-        sub = "" if steps is None else f"{steps:+d} step{'s' if abs(steps) != 1 else ''}" if isinstance(steps, int) \
-            else f"{fmt(steps, 2)} steps"
+        main, sub = fmt(row["chosen_l0"]), "" if steps is None else _steps_text(steps)
     if row.get("regret") is not None:
         sub += f" · regret {fmt(row['regret'], 2)}"
     plausible = row.get("plausible_l0s") or []
@@ -145,6 +143,17 @@ def cell_view(row: dict | None) -> dict:
         f"point share {fmt(row['point_share'], 2)}" if row.get("point_share") is not None else "",
         "target at a grid end: censored, not counted" if censored else "") if part)
     return {"css": css, "main": main, "sub": sub, "doubt": doubt, "title": title}
+
+
+def _steps_text(steps: float) -> str:
+    if float(steps).is_integer():
+        return f"{int(steps):+d} step" + ("" if abs(steps) == 1 else "s")
+    return f"{steps:+.2g} steps"
+
+
+def is_expectation(row: dict) -> bool:
+    """A row scored in expectation (the chance baseline): errors but no single choice."""
+    return row.get("chosen_l0") is None and row.get("error_steps") is not None
 
 
 def _step_class(steps) -> str:

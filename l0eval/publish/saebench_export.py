@@ -69,6 +69,7 @@ from l0eval.publish.l0_selection_eval import (
     L0SelectionResultDetail,
     L0SelectionTallyMetrics,
 )
+from l0eval.publish.leaderboard import is_expectation
 from l0eval.results import to_json_safe, write_json
 from l0eval.selection.bootstrap import BootstrapDesign
 from l0eval.selection.verdict import NotJudgeable, judge_family
@@ -352,16 +353,13 @@ def verdict_output(results: dict, design: BootstrapDesign = BootstrapDesign()) -
         verdict = judge_family(results, design)
     except NotJudgeable:
         return None
-    rows = [row for row in verdict["rows"] if row["selector"] != "chance"]  # chance: an expectation, no choice
-    judged = [row for row in rows if row.get("target") is not None and not row.get("censored")]
+    rows = verdict["rows"]
+    # counted: one real choice (or none) per selector and uncensored target; expectations (chance) are not choices
+    judged = [row for row in rows if row.get("target") is not None and not row.get("censored")
+              and not is_expectation(row)]
     steps = [abs(row["error_steps"]) for row in judged if row.get("error_steps") is not None]
     family, run = results["family"], results.get("run", {})
-    details = [L0SelectionResultDetail(
-        selector=row["selector"], target=row.get("target"), target_l0=row.get("target_l0"),
-        chosen_l0=row["chosen_l0"], interval_90_low=(row.get("interval_90") or [None, None])[0],
-        interval_90_high=(row.get("interval_90") or [None, None])[1], point_share=row.get("point_share"),
-        plausible_l0s=list(row.get("plausible_l0s") or []), error_steps=row.get("error_steps"),
-        within_one=row.get("within_one"), regret=row.get("regret")) for row in rows]
+    details = [detail_from_row(row) for row in rows]
     grid = verdict["grid"]
     identity = _shared_release(results)
     config = L0SelectionEvalConfig(family=family["name"], family_kind=str(family.get("kind")),
@@ -387,6 +385,15 @@ def verdict_output(results: dict, design: BootstrapDesign = BootstrapDesign()) -
         sae_bench_commit_hash=SAE_BENCH_COMMIT, sae_lens_id=None,
         sae_lens_release_id=identity, sae_lens_version=run.get("library_versions", {}).get("sae-lens"),
         sae_cfg_dict={key: value for key, value in sae_cfg_dict(results, {"id": None}).items() if key != "k"})
+
+
+def detail_from_row(row: dict) -> L0SelectionResultDetail:
+    """The schema's fields of one verdict row (every field stays in ``eval_result_unstructured.rows``)."""
+    interval = row.get("interval_90") or [None, None]
+    fields = ("selector", "label", "target", "target_l0", "chosen_l0", "point_share", "error_steps", "within_one",
+              "censored", "regret")
+    return L0SelectionResultDetail(**{name: row.get(name) for name in fields}, interval_90_low=interval[0],
+                                   interval_90_high=interval[1], plausible_l0s=list(row.get("plausible_l0s") or []))
 
 
 def _shared_release(results: dict) -> str | None:
