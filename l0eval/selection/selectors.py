@@ -27,6 +27,11 @@ class Selector:
     description: str
     pick: Callable[[pd.DataFrame], float | None]
     label: str = "proxy"  # proxy | oracle | post_hoc | baseline (docs/selectors.md)
+    needs: tuple[str, ...] = ()  # metric columns that files from before the metric existed lack
+
+    def applies_to(self, table: pd.DataFrame) -> bool:
+        """False where the table never measured what this rule reads (not run, rather than undecided)."""
+        return all(column in table for column in self.needs)
 
 
 def snd_column(n: float, metric: str = "s_n_dec") -> str:
@@ -245,7 +250,8 @@ def default_selectors(snd_n: Sequence[float], canonical_target: float = 100.0,
             Selector("argmin_s_n_dec@paper_ratio", f"L0 minimising s_n^dec at the paper's n/width = 12000/32768 "
                      f"(n={paper_n})", argmin_of(snd_column(paper_n))),
             Selector("argmin_s_n_dec@paper_ratio_alive", f"as argmin_s_n_dec@paper_ratio over live latents only "
-                     f"(n={paper_n})", argmin_of(snd_column(paper_n, "s_n_dec_alive"))),
+                     f"(n={paper_n})", argmin_of(snd_column(paper_n, "s_n_dec_alive")),
+                     needs=(snd_column(paper_n, "s_n_dec_alive"),)),
             Selector("s_n_dec_width_aggregate", "argmin of s_n^dec min-max normalised and averaged over n/width "
                      f"in {list(SND_WIDTH_FRACTIONS)}", snd_width_aggregate(width)),
         ]
@@ -257,7 +263,7 @@ def default_selectors(snd_n: Sequence[float], canonical_target: float = 100.0,
                  functools.partial(snd_self_consistent, interior=True), "post_hoc"),
         Selector("argmin_c_dec", "L0 minimising mean |cos| between decoder rows", argmin_of("c_dec")),
         Selector("argmin_c_dec_alive", "L0 minimising mean |cos| between the decoder rows of live latents",
-                 argmin_of("c_dec_alive")),
+                 argmin_of("c_dec_alive"), needs=("c_dec_alive",)),
         Selector("argmin_c_enc", "L0 minimising mean |cos| between encoder columns", argmin_of("c_enc")),
         Selector("rd_knee_kneedle", "Kneedle knee of variance explained vs log L0 (rate-distortion)",
                  kneedle_knee("variance_explained")),

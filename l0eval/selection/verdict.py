@@ -221,7 +221,7 @@ def judge_family(results: dict, design: BootstrapDesign = BootstrapDesign()) -> 
     """Every selector's choice, bootstrap summary, seed spread and score against each target (rows: target x
     selector, then the chance row per target); the resampled choices and targets for the headline."""
     table = metric_table(results)
-    selectors = verdict_selectors(results)
+    selectors = [s for s in verdict_selectors(results) if s.applies_to(table)]
     points = {s.name: s.pick(table) for s in selectors}
     resampled = bootstrap_choices(selectors, results["saes"], design)
     boot = {name: summarise_choices(picks, points[name]) for name, picks in resampled.items()}
