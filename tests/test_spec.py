@@ -50,6 +50,8 @@ def test_builtin_families_parse():
     ({"toy.correlation": {"star": {"rho": 1.5}}}, "'toy.correlation.star.rho' must be <= 1.0"),
     ({"toy.correlation": {"random": {"strength": [0.9, 0.3]}}}, "low <= high"),
     ({"training.samples": 10}, "smaller than one batch"),
+    ({"training.dead_feature_window": 3}, "'training.dead_feature_window': dead_feature_window 3 is longer than a "
+                                          "quarter of the 8 training steps"),
     ({"training.seeds": [1, 1]}, "'training.seeds' has repeated values"),
     ({"sae.init": "zeros"}, "'sae.init' must be 'random' or 'ground_truth'"),
     ({"kind": "llm"}, "'kind' must be 'toy' or 'toy-mixing'"),

@@ -7,7 +7,15 @@ from sae_lens.saes.batchtopk_sae import BatchTopK
 from sae_lens.training.sae_trainer import SAETrainer
 
 from l0eval.saes import store
-from l0eval.train.batched import FamilyTrainer, TrainerConfig, batch_topk, batchtopk_sae, member_seed, sae_lens_init
+from l0eval.train.batched import (
+    FamilyTrainer,
+    TrainerConfig,
+    batch_topk,
+    batchtopk_sae,
+    kth_largest_per_row,
+    member_seed,
+    sae_lens_init,
+)
 
 D_IN, D_SAE, BATCH, STEPS = 20, 32, 64, 40
 
@@ -161,3 +169,23 @@ def test_data_streams_feed_consecutive_member_groups():
         assert torch.allclose(alone.W_dec[0], together.W_dec[index], atol=1e-5)
     with pytest.raises(ValueError, match="cannot be shared evenly"):
         FamilyTrainer(config(), inits[:3], k_values[:3], ListSource(stacked)).fit(progress=False)
+
+
+def test_cutoff_search_with_a_guess_is_exact_inside_and_outside_the_guessed_interval():
+    acts = torch.rand(4, 3000, generator=torch.Generator().manual_seed(2)).square()
+    counts = torch.tensor([1, 700, 2999, 0])
+    exact = torch.stack([row.topk(int(c)).values.min() if c else torch.tensor(torch.inf)
+                         for row, c in zip(acts, counts)])
+    near = exact * torch.tensor([1.01, 0.99, 1.0, 1.0])  # rows 0-1 bracketed by the guess
+    far = torch.where(torch.isfinite(exact), exact * 3, 1.0)  # every row outside: each is searched whole
+    for guess in (None, near, far):
+        assert torch.equal(kth_largest_per_row(acts, counts, guess), exact)
+
+
+def test_dead_feature_window_is_at_most_a_quarter_of_the_budget():
+    # sae-lens's default once the budget allows it
+    assert config(samples=BATCH * 8000, dead_feature_window=None).window == 1000
+    assert config(samples=BATCH * 2000, dead_feature_window=None).window == 500
+    assert config(samples=BATCH * 2000, dead_feature_window=500).window == 500
+    with pytest.raises(ValueError, match="train at least 2400 steps or set a window of at most 500"):
+        config(samples=BATCH * 2000, dead_feature_window=600)

@@ -20,6 +20,7 @@ import yaml
 from l0eval.errors import SpecError
 from l0eval.family.validation import check_keys, number, number_list
 from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH
+from l0eval.train.dead_window import dead_feature_window_for
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,20 @@ class TrainingSpec:
     lr: float = 3e-4
     seeds: tuple[int, ...] = (0,)
     data_seed: int = 0
-    dead_feature_window: int = 1000
+    dead_feature_window: int | None = None  # None: sae-lens's 1000, capped at a quarter of the steps
     aux_loss_coefficient: float = 1.0
     normalize_decoder: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            self.window
+        except ValueError as exc:
+            raise SpecError(f"'training.dead_feature_window': {exc}") from None
+
+    @property
+    def window(self) -> int:
+        """The dead-latent window training uses (l0eval.train.dead_window's rule)."""
+        return dead_feature_window_for(self.samples // self.batch_size, self.dead_feature_window)
 
 
 @dataclass(frozen=True)
@@ -131,7 +143,10 @@ class FamilySpec:
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        """The spec as JSON, with the dead-latent window training uses (set or from the rule)."""
+        spec = _jsonable(dataclasses.asdict(self))
+        spec["training"]["dead_feature_window"] = self.training.window
+        return spec
 
     def fingerprint(self) -> str:
         """Hash of everything that changes trained weights (not evaluation or selector settings),
@@ -256,8 +271,8 @@ def _parse_training(raw: Any) -> TrainingSpec:
         lr=float(number(tr.get("lr", defaults.lr), "training.lr", low=0.0, low_open=True)),
         seeds=tuple(number_list(seeds, "training.seeds", integer=True, low=0)),
         data_seed=number(tr.get("data_seed", defaults.data_seed), "training.data_seed", integer=True, low=0),
-        dead_feature_window=number(tr.get("dead_feature_window", defaults.dead_feature_window),
-                                    "training.dead_feature_window", integer=True, low=1),
+        dead_feature_window=number(tr["dead_feature_window"], "training.dead_feature_window", integer=True, low=1)
+        if "dead_feature_window" in tr else None,
         aux_loss_coefficient=float(number(tr.get("aux_loss_coefficient", defaults.aux_loss_coefficient),
                                            "training.aux_loss_coefficient", low=0.0)),
         normalize_decoder=tr.get("normalize_decoder", defaults.normalize_decoder),

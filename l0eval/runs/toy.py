@@ -93,7 +93,7 @@ def train_or_load(spec: FamilySpec, model: ToyModel, members: list[Member], devi
     trained = trainer.fit(progress=progress)
     info = {"trained_at": now(), "train_seconds": time.monotonic() - started, "steps": cfg.steps,
             "samples_per_sae": cfg.steps * cfg.batch_size, "batch_size": cfg.batch_size,
-            "resumed_from_step": trainer.resumed_from_step}
+            "dead_feature_window": cfg.window, "resumed_from_step": trainer.resumed_from_step}
     saes = []
     for index, member in enumerate(members):
         sae = trained.member_sae(index, {"l0eval_family": spec.name, "l0eval_member": member.id,

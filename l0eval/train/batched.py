@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from torch import nn
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from l0eval.errors import ResultsError
+from l0eval.train.dead_window import dead_feature_window_for
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class TrainerConfig:
     lr: float = 3e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
-    dead_feature_window: int = 1000
+    dead_feature_window: int | None = None  # None: ``dead_feature_window_for(steps)``
     aux_loss_coefficient: float = 1.0
     topk_threshold_lr: float = 0.01
     # sae-lens's rescale_acts_by_decoder_norm: True trains as if decoder rows were unit norm (the
@@ -43,9 +45,17 @@ class TrainerConfig:
     normalize_decoder: bool = False
     decoder_init_norm: float = 0.1
 
+    def __post_init__(self) -> None:
+        dead_feature_window_for(self.steps, self.dead_feature_window)  # refuses a window the budget cannot pass
+
     @property
     def steps(self) -> int:
         return self.samples // self.batch_size
+
+    @property
+    def window(self) -> int:
+        """Steps without firing after which a latent counts as dead and enters the aux loss."""
+        return dead_feature_window_for(self.steps, self.dead_feature_window)
 
 
 class BatchSource(Protocol):
@@ -91,6 +101,7 @@ class StackedBatchTopK(nn.Module):
         # double precision as in sae-lens: the EMA update is numerically delicate
         self.register_buffer("topk_threshold", torch.zeros(len(k_values), dtype=torch.float64))
         self.normalize_decoder = normalize_decoder
+        self.last_cutoffs: torch.Tensor | None = None  # the previous step's BatchTopK cut-offs: the next one's guess
 
     @property
     def n_members(self) -> int:
@@ -99,12 +110,15 @@ class StackedBatchTopK(nn.Module):
     def decoder_norms(self) -> torch.Tensor:
         return self.W_dec.norm(dim=-1)  # [M, h]
 
-    def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: a batch (see ``losses``) -> (BatchTopK activations, pre-activations), both [M, B, h]."""
-        hidden_pre = self.pre_activations(x)
-        if self.normalize_decoder:
-            hidden_pre = hidden_pre * self.decoder_norms().unsqueeze(1)
-        return batch_topk(hidden_pre.relu(), self.k), hidden_pre
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - b_dec) W_enc + b_enc per member, [M, B, h]: b_dec folded into the bias, and each stream's
+        [B, d] batch read by its G members through a stride-0 view, never copied M times."""
+        streams, group = self._streams(x)
+        bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)  # [M, h]
+        out = bias.unsqueeze(1).expand(-1, streams.shape[1], -1).contiguous()
+        for s, rows in enumerate(self._stream_members(group)):
+            out[rows].baddbmm_(streams[s].expand(group, *streams.shape[1:]), self.W_enc[rows])
+        return out
 
     def _streams(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
         """x as [S, B, d] and the number of consecutive members G = M / S that read each stream."""
@@ -113,70 +127,113 @@ class StackedBatchTopK(nn.Module):
             raise ValueError(f"{x.shape[0]} data streams cannot be shared evenly by {self.n_members} members")
         return x, self.n_members // x.shape[0]
 
-    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """(x - b_dec) W_enc + b_enc per member, as one [B, d] x [d, G*h] matmul per stream with b_dec
-        folded into the bias, instead of materialising M copies of x - b_dec."""
-        x, group = self._streams(x)
-        n_streams, batch, _ = x.shape
-        _, d_in, d_sae = self.W_enc.shape
-        bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc).squeeze(1)  # [M, h]
-        weights = self.W_enc.view(n_streams, group, d_in, d_sae).permute(0, 2, 1, 3).reshape(
-            n_streams, d_in, group * d_sae)
-        pre = torch.baddbmm(bias.view(n_streams, 1, group * d_sae), x, weights)  # [S, B, G*h]
-        return pre.view(n_streams, batch, group, d_sae).permute(0, 2, 1, 3).reshape(self.n_members, batch, d_sae)
-
-    def decode(self, acts: torch.Tensor) -> torch.Tensor:
-        if self.normalize_decoder:
-            acts = acts / self.decoder_norms().unsqueeze(1)
-        out = torch.bmm(acts, self.W_dec)
-        return out + self.b_dec.unsqueeze(1)
-
-    def losses(self, x: torch.Tensor, dead: torch.Tensor,
-               aux_coefficient: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-member (mse, aux) losses [M] and the activations, as sae-lens's training_forward_pass.
-
-        ``x`` is [B, d] (one batch for every member) or [S, B, d]: S data streams, each read by M / S
-        consecutive members (S = M: a batch per member)."""
-        acts, hidden_pre = self.encode_with_hidden_pre(x)
-        recon = self.decode(acts)
-        streams, group = self._streams(x)
-        error = (recon.view(streams.shape[0], group, *recon.shape[1:]) - streams.unsqueeze(1)).view_as(recon)
-        mse = error.square().sum(-1).mean(-1)
-        aux = self._aux_loss(error.detach(), hidden_pre, dead) * aux_coefficient
-        return mse, aux, acts
-
-    def _aux_loss(self, error: torch.Tensor, hidden_pre: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
-        """sae-lens 6.54's TopK aux loss per member: the top k_aux = d_in // 2 dead pre-activations
-        reconstruct the residual x - x_hat (``-error``), without b_dec. (SAELens 6.11, used by the paper,
-        added b_dec here; 6.54 follows the TopK paper's appendix A.2. We match the installed library.)
-
-        Computed only for members that have dead latents. A member with at most k_aux dead latents
-        uses all of them, so its top-k is just the dead mask; only members with more need a topk.
-        """
-        n_dead = dead.sum(-1)  # [M]
-        members = (n_dead > 0).nonzero().flatten()
-        losses = error.new_zeros(self.n_members)
-        if members.numel() == 0:
-            return losses
-        k_aux = error.shape[-1] // 2
-        dead, pre = dead[members], hidden_pre[members]
-        aux_acts = torch.where(dead.unsqueeze(1), pre, 0.0)
-        crowded = (n_dead[members] > k_aux).nonzero().flatten()
-        if crowded.numel() > 0:
-            masked = torch.where(dead[crowded].unsqueeze(1), pre[crowded], -torch.inf)
-            top = masked.topk(k_aux, dim=-1, sorted=False)
-            aux_acts = aux_acts.index_copy(0, crowded, torch.zeros_like(masked).scatter(-1, top.indices, top.values))
-        w_dec = self.W_dec[members]
-        if self.normalize_decoder:
-            aux_acts = aux_acts / w_dec.norm(dim=-1).unsqueeze(1)
-        scale = (n_dead[members].float() / k_aux).clamp(max=1.0)
-        member_losses = scale * (torch.bmm(aux_acts, w_dec) + error[members]).square().sum(-1).mean(-1)
-        return losses.index_copy(0, members, member_losses)
+    def _stream_members(self, group: int) -> list[slice]:
+        return [slice(start, start + group) for start in range(0, self.n_members, group)]
 
     @torch.no_grad()
-    def update_topk_threshold(self, acts: torch.Tensor, lr: float) -> None:
-        """EMA of each member's minimum positive activation (sae-lens's BatchTopK inference threshold)."""
-        min_positive = torch.where(acts > 0, acts, torch.inf).flatten(1).amin(-1).double()
+    def loss_and_gradients(self, x: torch.Tensor, dead: torch.Tensor, aux_coefficient: float) -> StepOutput:
+        """One forward and backward pass of sae-lens's training loss for every member, gradients written
+        to ``.grad``.
+
+        The backward pass is written out by hand rather than taped by autograd: on a CPU the step is
+        bound by passes over the [M, B, d] and [M, B, h] activations, and the hand-written pass
+        touches each once, in place, where autograd keeps a dozen intermediates. The loss is
+        sae-lens's: MSE summed over dimensions and averaged over the batch, plus the TopK aux loss
+        (``_aux_loss_and_gradients``). With ``normalize_decoder`` the codes that multiply W_dec are
+        acts / ||W_dec row||, i.e. the selected pre-activations, so the norms' gradient paths cancel
+        exactly and only the selection depends on them (sae-lens's autograd computes both paths and
+        they cancel to rounding)."""
+        streams, group = self._streams(x)
+        with record_function("encoder"):
+            hidden_pre = self.pre_activations(x)  # [M, B, h]
+        with record_function("batch_topk"):
+            norms = self.decoder_norms().unsqueeze(1) if self.normalize_decoder else None
+            scaled = hidden_pre * norms if norms is not None else hidden_pre
+            aux_codes = self._aux_codes(hidden_pre, scaled, dead)  # before the ReLU below may overwrite hidden_pre
+            acts, cutoffs = batch_topk_with_cutoffs(scaled.relu_() if norms is None else scaled.relu(), self.k,
+                                                    self.last_cutoffs)
+            self.last_cutoffs = cutoffs
+            inactive = acts == 0
+            codes = hidden_pre.masked_fill(inactive, 0.0) if norms is not None else acts
+        with record_function("decoder"):
+            residual = torch.baddbmm(self.b_dec.unsqueeze(1), codes, self.W_dec)  # x_hat, then x_hat - x in place
+            for s, rows in enumerate(self._stream_members(group)):
+                residual[rows] -= streams[s]
+            mse = torch.linalg.vector_norm(residual, dim=-1).square().mean(-1)
+        with record_function("backward"):
+            two_over_batch = 2.0 / streams.shape[1]
+            grad_w_dec = torch.bmm(codes.transpose(1, 2), residual).mul_(two_over_batch)
+            grad_b_dec = residual.sum(1).mul_(two_over_batch)
+            grad_pre = torch.bmm(residual, self.W_dec.transpose(1, 2) * two_over_batch).masked_fill_(inactive, 0.0)
+        with record_function("aux_loss"):
+            aux = self._aux_loss_and_gradients(aux_codes, aux_coefficient, residual, grad_pre, grad_w_dec)
+        with record_function("backward"):
+            grad_pre_sum = grad_pre.sum(1)  # [M, h]
+            grad_w_enc = torch.empty_like(self.W_enc)
+            for s, rows in enumerate(self._stream_members(group)):
+                torch.bmm(streams[s].T.expand(group, *streams.shape[:0:-1]), grad_pre[rows], out=grad_w_enc[rows])
+            grad_w_enc -= self.b_dec.unsqueeze(2) * grad_pre_sum.unsqueeze(1)  # pre = (x - b_dec) W_enc + b_enc
+            grad_b_dec -= torch.bmm(self.W_enc, grad_pre_sum.unsqueeze(2)).squeeze(2)
+            for param, grad in ((self.W_enc, grad_w_enc), (self.b_enc, grad_pre_sum), (self.W_dec, grad_w_dec),
+                                (self.b_dec, grad_b_dec)):
+                param.grad = grad
+        # acts >= 0, so a latent fired iff its column sums to more than 0 (a float sum reads faster than any())
+        return StepOutput(mse, aux, acts, acts.sum(1) > 0, cutoffs)
+
+    def _aux_codes(self, hidden_pre: torch.Tensor, scaled: torch.Tensor, dead: torch.Tensor) -> AuxCodes | None:
+        """The TopK aux loss's inputs (sae-lens 6.54): per member with dead latents, its top
+        k_aux = d_in // 2 dead (scaled) pre-activations, as codes for W_dec: chosen scaled pre-activations
+        / decoder norms = chosen pre-activations (see ``loss_and_gradients``). None without dead latents.
+
+        A member with at most k_aux dead latents uses all of them, so its top-k is just the dead mask;
+        only members with more need a topk."""
+        n_dead = dead.sum(-1)  # [M]
+        members = (n_dead > 0).nonzero().flatten()
+        if members.numel() == 0:
+            return None
+        k_aux = self.W_dec.shape[-1] // 2
+        dead, n_dead = dead[members], n_dead[members]
+        chosen = dead.unsqueeze(1).expand(-1, hidden_pre.shape[1], -1)
+        crowded = (n_dead > k_aux).nonzero().flatten()
+        if crowded.numel() > 0:
+            masked = torch.where(dead[crowded].unsqueeze(1), scaled[members[crowded]], -torch.inf)
+            top = masked.topk(k_aux, dim=-1, sorted=False).indices
+            chosen = chosen.clone()
+            chosen[crowded] = torch.zeros_like(masked, dtype=torch.bool).scatter_(-1, top, True)
+        return AuxCodes(members, torch.where(chosen, hidden_pre[members], 0.0), chosen,
+                        (n_dead.float() / k_aux).clamp(max=1.0))
+
+    def _aux_loss_and_gradients(self, aux: AuxCodes | None, aux_coefficient: float, residual: torch.Tensor,
+                                grad_pre: torch.Tensor, grad_w_dec: torch.Tensor) -> torch.Tensor:
+        """The TopK aux loss per member [M], its gradients added to ``grad_pre`` and ``grad_w_dec``: the
+        aux codes reconstruct the residual x - x_hat (``-residual``, detached) without b_dec. (SAELens 6.11,
+        used by the paper, added b_dec here; 6.54 follows the TopK paper's appendix A.2. We match the
+        installed library.)"""
+        losses = residual.new_zeros(self.n_members)
+        if aux is None:
+            return losses
+        w_dec = self.W_dec[aux.members]
+        aux_residual = torch.baddbmm(residual[aux.members], aux.codes, w_dec)
+        scale = aux.scale * aux_coefficient
+        losses[aux.members] = scale * torch.linalg.vector_norm(aux_residual, dim=-1).square().mean(-1)
+        factor = (2.0 / residual.shape[1] * scale).view(-1, 1, 1)
+        grad_w_dec[aux.members] += torch.bmm(aux.codes.transpose(1, 2), aux_residual) * factor
+        grad_codes = torch.bmm(aux_residual, w_dec.transpose(1, 2) * factor)
+        grad_pre[aux.members] += grad_codes.masked_fill_(~aux.chosen, 0.0)
+        return losses
+
+    @torch.no_grad()
+    def update_topk_threshold(self, step: StepOutput, lr: float) -> None:
+        """EMA of each member's minimum positive activation (sae-lens's BatchTopK inference threshold).
+
+        The minimum positive activation is the BatchTopK cut-off when that is positive (the cut-off is
+        one of the kept values); only a member that kept every positive value (cut-off 0) needs a scan."""
+        min_positive = step.cutoffs.clone()
+        scan = (min_positive == 0).nonzero().flatten()
+        if scan.numel() > 0:
+            acts = step.acts[scan]
+            min_positive[scan] = torch.where(acts > 0, acts, torch.inf).flatten(1).amin(-1)
+        min_positive = min_positive.double()
         has_positive = torch.isfinite(min_positive)
         updated = (1 - lr) * self.topk_threshold + lr * min_positive
         self.topk_threshold.copy_(torch.where(has_positive, updated, self.topk_threshold))
@@ -212,28 +269,89 @@ def batch_topk(acts: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """BatchTopK per member: keep member m's top int(k_m * B) entries of its whole [B, h] slice.
 
     Equals sae-lens's ``BatchTopK`` (topk + scatter) member by member, up to exact ties at the cut-off
-    (measure zero for continuous activations; tied zeros are zeros either way). Finding each member's
-    cut-off with an unsorted ``topk`` of its own size and masking is 2-3x faster on CPU than one sorted
-    ``topk`` at the largest size followed by a scatter.
-    """
+    (measure zero for continuous activations; tied zeros are zeros either way)."""
+    return batch_topk_with_cutoffs(acts, k)[0]
+
+
+def batch_topk_with_cutoffs(acts: torch.Tensor, k: torch.Tensor,
+                            guess: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_topk`` and each member's cut-off, its int(k_m * B)-th largest activation [M] (inf when it
+    keeps nothing). ``guess``, cut-offs close to the answer (the previous step's), speeds the search."""
     n_members, batch, width = acts.shape
-    counts = (k * batch).floor().long().tolist()  # int(k * B), as sae-lens
+    counts = (k * batch).floor().long().to(acts.device)  # int(k * B), as sae-lens
     flat = acts.reshape(n_members, batch * width)
-    with torch.no_grad():
-        cutoffs = torch.stack([
-            row.topk(count, sorted=False).values.min() if count > 0 else row.new_tensor(torch.inf)
-            for row, count in zip(flat, counts)
-        ])
-    return (flat * (flat >= cutoffs.unsqueeze(1))).view_as(acts)
+    cutoffs = kth_largest_per_row(flat, counts, guess)
+    return (flat * (flat >= cutoffs.unsqueeze(1))).view_as(acts), cutoffs
+
+
+# Half-width of the interval around a guessed cut-off that ``kth_largest_per_row`` searches, relative to the
+# guess. Between two training steps a toy's cut-offs move by about 1% (median; 5% at most in 200 steps
+# at lr 1e-3): 5% holds them nearly always and leaves a few percent of the values inside.
+GUESS_TOLERANCE = 0.05
+
+
+@torch.no_grad()
+def kth_largest_per_row(flat: torch.Tensor, counts: torch.Tensor, guess: torch.Tensor | None = None) -> torch.Tensor:
+    """Row m's counts[m]-th largest value of non-negative ``flat`` [M, n] (inf where counts[m] = 0), exactly.
+
+    On a GPU one sort of all rows serves. On a CPU a ``topk`` per row costs about 0.7 ms per member
+    (the bulk of a toy step before this), numpy's introselect 0.5 ms; with a guess (the previous
+    step's cut-offs) every row is first bracketed at once, in numpy, whose comparisons and counts run
+    about 3x faster than torch's: with ``above`` values over the interval [lo, hi] and at least
+    counts values from lo up, the answer is the (counts - above)-th largest of the few values inside
+    (a few percent of the row), selected per row. Rows whose answer lies outside the interval, or
+    without a guess, are selected whole."""
+    cutoffs = torch.full(counts.shape, torch.inf, dtype=flat.dtype)
+    if flat.is_cuda:
+        ordered = flat.sort(dim=1, descending=True).values
+        picked = ordered.gather(1, (counts.clamp(min=1) - 1).unsqueeze(1)).squeeze(1)
+        return torch.where(counts > 0, picked, torch.inf)
+    values, wanted = flat.detach().numpy(), counts.cpu().numpy()
+    rank_in_row, row_values = wanted.copy(), list(values)
+    if guess is not None:
+        g = guess.cpu().numpy()[:, None]
+        above, from_lo = values > g * (1 + GUESS_TOLERANCE), values >= g * (1 - GUESS_TOLERANCE)
+        n_above = np.count_nonzero(above, axis=1)
+        bracketed = (n_above < wanted) & (np.count_nonzero(from_lo, axis=1) >= wanted)
+        inside = from_lo & ~above
+        for row in np.flatnonzero(bracketed):
+            row_values[row] = values[row][inside[row]]
+            rank_in_row[row] = wanted[row] - n_above[row]
+    for row in np.flatnonzero(wanted > 0):  # the rank-th largest sits at ascending position size - rank
+        position = row_values[row].size - rank_in_row[row]
+        cutoffs[row] = float(np.partition(row_values[row], position)[position])
+    return cutoffs.to(flat.device)
+
+
+@dataclass
+class StepOutput:
+    """One step's per-member losses [M], activations [M, B, h], which latents fired [M, h], BatchTopK cut-offs [M]."""
+
+    mse: torch.Tensor
+    aux: torch.Tensor
+    acts: torch.Tensor
+    fired: torch.Tensor
+    cutoffs: torch.Tensor
+
+
+@dataclass
+class AuxCodes:
+    """The aux loss's inputs for the members with dead latents: their indices [m], codes [m, B, h], which
+    entries were chosen [m, B, h], and the loss scale min(n_dead / k_aux, 1) [m]."""
+
+    members: torch.Tensor
+    codes: torch.Tensor
+    chosen: torch.Tensor
+    scale: torch.Tensor
 
 
 def clip_grad_norm_per_member(module: StackedBatchTopK, max_norm: float) -> None:
-    """torch's clip_grad_norm_ applied to each member's parameters separately."""
-    params = [p for p in module.parameters() if p.grad is not None]
-    squared = sum(p.grad.pow(2).flatten(1).sum(-1) for p in params)
+    """torch's clip_grad_norm_ applied to each member's parameters separately: one norm per member from
+    the stacked gradients, one scale each."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    squared = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]).square().sum(0)
     coef = (max_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
-    for p in params:
-        p.grad.mul_(coef.view(-1, *([1] * (p.grad.dim() - 1))))
+    torch._foreach_mul_(grads, [coef.view(-1, *([1] * (g.dim() - 1))) for g in grads])
 
 
 class FamilyTrainer:
@@ -247,7 +365,8 @@ class FamilyTrainer:
         self.cfg = cfg
         self.device = torch.device(device)
         self.model = StackedBatchTopK(inits, k_values, cfg.normalize_decoder).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+        # fused: one kernel for all four stacked parameters (torch's default on CPU is a per-tensor loop)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=True)
         self.steps_since_fired = torch.zeros(self.model.n_members, cfg.d_sae, device=self.device)
         self.source = source
         self.step = 0
@@ -260,20 +379,20 @@ class FamilyTrainer:
     def train_step(self, batch: torch.Tensor) -> torch.Tensor:
         """One optimisation step for all members; returns the per-member total loss [M]."""
         x = batch.to(self.device, torch.float32)
-        dead = self.steps_since_fired > self.cfg.dead_feature_window
-        mse, aux, acts = self.model.losses(x, dead, self.cfg.aux_loss_coefficient)
-        with torch.no_grad():
-            fired = (acts > 0).any(dim=1)
+        dead = self.steps_since_fired > self.cfg.window
+        out = self.model.loss_and_gradients(x, dead, self.cfg.aux_loss_coefficient)
+        with record_function("dead_tracking"):
             self.steps_since_fired += 1
-            self.steps_since_fired[fired] = 0
-        loss = mse + aux
-        loss.sum().backward()
-        clip_grad_norm_per_member(self.model, self.cfg.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.model.update_topk_threshold(acts.detach(), self.cfg.topk_threshold_lr)
+            self.steps_since_fired.masked_fill_(out.fired, 0)
+        with record_function("clipping"):
+            clip_grad_norm_per_member(self.model, self.cfg.grad_clip)
+        with record_function("adam"):
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        with record_function("threshold_update"):
+            self.model.update_topk_threshold(out, self.cfg.topk_threshold_lr)
         self.step += 1
-        return loss.detach()
+        return out.mse + out.aux
 
     def fit(self, progress: bool = True, record_losses: bool = False,
             on_step: Callable[[int], None] | None = None) -> StackedBatchTopK:

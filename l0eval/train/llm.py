@@ -20,6 +20,7 @@ from l0eval.activations.llm.activation_cache import ActivationCache
 from l0eval.errors import L0EvalError
 from l0eval.saes import store
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
+from l0eval.train.dead_window import SAE_LENS_DEAD_FEATURE_WINDOW
 
 
 class CacheBatchSource:
@@ -70,9 +71,11 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
         raise L0EvalError(f"--samples {samples} is smaller than one batch ({batch_size})")
     config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
                            normalize_decoder=True)
+    # unchanged for runs from before exclude_bos and from before the window followed the budget
+    window = [] if config.window == SAE_LENS_DEAD_FEATURE_WINDOW else [f"dead_feature_window={config.window}"]
     fingerprint = hashlib.sha256(json.dumps([str(cache.directory), k_values, width, samples, seed, batch_size, lr,
-                                             *(["exclude_bos"] if exclude_bos else [])])
-                                 .encode()).hexdigest()[:16]  # unchanged for runs from before exclude_bos
+                                             *(["exclude_bos"] if exclude_bos else []), *window])
+                                 .encode()).hexdigest()[:16]
     run_dir = store.trained_dir(family_name) / fingerprint
     inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
     trainer = FamilyTrainer(config, inits, k_values, CacheBatchSource(cache, seed, exclude_bos), device=device,
@@ -93,6 +96,7 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
                       "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
                       "trained_together_with": k_values, "train_seconds": train_seconds,
                       "resumed_from_step": trainer.resumed_from_step, "device": device, "exclude_bos": exclude_bos,
+                      "dead_feature_window": config.window,
                       "threshold_calibration": calibration})
     store.add_trained_members(family_name, added)
     (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
