@@ -211,7 +211,7 @@ def test_killed_real_run_resumes_without_recomputing_and_gives_identical_results
 def test_toy_sweep_is_on_one_fixed_grid_with_oracle_n_labelled(verdicts):
     """`python scripts/toy_sweep.py` (the grid rule: docs/selectors.md#grids). The family files are on the
     grid; a results file still on its old grid must be named in README's "Awaiting regeneration"."""
-    from l0eval.family.toy_spec import resolve_family
+    from l0eval.family.toy_spec import toy_spec_by_name
 
     grid = sorted({round(2 ** (i / 2)) for i in range(11)})
     sweep = [load(name) for name in SWEEPS]
@@ -219,7 +219,7 @@ def test_toy_sweep_is_on_one_fixed_grid_with_oracle_n_labelled(verdicts):
     assert any(r["family"]["sae"]["d_sae"] > r["family"]["toy"]["n_features"] for r in sweep)
     assert any(r["ground_truth"]["true_l0"] > 20 for r in sweep)
     for name, results in zip(SWEEPS, sweep):
-        spec = resolve_family(results["family"]["name"])
+        spec = toy_spec_by_name(results["family"]["name"])
         assert list(spec.sae.k_values) == [k for k in grid if k < spec.sae.d_sae], name
         if [row["l0"] for row in results["by_l0"]] != list(spec.sae.k_values):
             assert f"`results/{name}`" in awaiting_regeneration(), f"{name} is not on the family's grid"
