@@ -4,6 +4,7 @@ These read results/*.json as committed: a rerun that no longer shows the finding
 """
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,22 @@ def test_small_toy_mixing_sign_follows_rho():
             assert (grid[(rho, k)] > 0) == (rho > 0)
 
 
-def test_batched_trainer_benchmark_shows_the_batched_trainer_ahead():
-    """`python scripts/bench_trainer.py` (the issue's 10x goal is not met on a 2-core CPU: see README)"""
+def test_batched_trainer_benchmark_reports_its_ratios_from_its_rounds():
+    """`python scripts/bench_trainer.py`: medians over rounds of per-round ratios, a profile by section"""
     bench = load("bench/trainer.json")
-    assert len(bench["family"]["k_values"]) == 25
-    assert bench["speedup"] == pytest.approx(bench["sae_lens_one_by_one_seconds"] / bench["batched_seconds"])
-    assert bench["speedup"] > 1
+    assert bench["family"]["members"] == 75 and bench["machine_shared"] is True
+    rounds = bench["rounds"]
+    for entry in rounds:
+        assert entry["ratio_to_sae_lens"] == pytest.approx(entry["sae_lens_ms_per_sae_step"]
+                                                           / entry["ours_ms_per_sae_step"])
+        gflops = bench["protocol"]["flops_per_sae_step"] / entry["ours_ms_per_sae_step"] / 1e6
+        assert entry["ratio_to_stacked_bmm_ceiling"] == pytest.approx(
+            gflops / max(entry["stacked_bmm_encoder"], entry["stacked_bmm_decoder"]))
+    for key in ("ratio_to_sae_lens", "ratio_to_stacked_bmm_ceiling", "ours_ms_per_sae_step"):
+        assert bench["median"][key] == pytest.approx(statistics.median(entry[key] for entry in rounds))
+    assert bench["median"]["ratio_to_sae_lens"] > 1
+    profile = bench["profile"]
+    assert profile["members_with_dead_latents"] > 0 and profile["sections_ms_per_step"]["aux_loss"] > 0
 
 
 def test_smollm2_family_has_downstream_ground_truth_for_every_sae():
