@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from l0eval.errors import L0EvalError
-from l0eval.family.toy_spec import FamilySpec
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -15,8 +14,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if len(set(args.family)) != len(args.family):
         raise L0EvalError("a --family is given twice")
-    families = [resolve(name) for name in args.family]
-    families = [_with_overrides(f, args) if isinstance(f, FamilySpec) else f for f in families]
+    overrides = _training_overrides(args)
+    families = [resolve(name).with_overrides(overrides) for name in args.family]
     _check_before_starting(families, args)
     if args.executor == "ray":
         return _run_on_ray(families, args)
@@ -75,56 +74,40 @@ def _run_on_ray(families: list, args: argparse.Namespace) -> int:
 
 def _downstream_config(args: argparse.Namespace):
     """--metrics, --seed and the probing/absorption options for a `kind: saes` family."""
-    from dataclasses import replace
-
-    from l0eval.downstream import absorption
     from l0eval.downstream.suite import ALL_METRICS, DEFAULT_SEED, DownstreamConfig, parse_metrics
 
     if args.seed is not None and args.seed < 0:
         raise L0EvalError("--seed must be >= 0")
     if args.probe_k is not None and any(k < 1 for k in args.probe_k):
         raise L0EvalError("--probe-k values must be >= 1")
-    setting = None
-    if args.absorption_words is not None:
-        if args.absorption_words < 26 * 5:
-            raise L0EvalError(f"--absorption-words must be at least {26 * 5} (5 words per letter)")
-        base = absorption.FULL if args.device.startswith("cuda") else absorption.CPU_REDUCED
-        setting = replace(base, words=args.absorption_words)
+    if args.absorption_words is not None and args.absorption_words < 26 * 5:
+        raise L0EvalError(f"--absorption-words must be at least {26 * 5} (5 words per letter)")
     return DownstreamConfig(metrics=parse_metrics(args.metrics) if args.metrics else ALL_METRICS,
                             probe_datasets=tuple(args.probe_datasets) if args.probe_datasets else None,
                             probe_exclude=tuple(args.probe_exclude or ()),
                             probe_ks=tuple(args.probe_k) if args.probe_k else DownstreamConfig.probe_ks,
-                            absorption=setting, seed=args.seed if args.seed is not None else DEFAULT_SEED,
-                            explicit=bool(args.metrics))
+                            absorption_words=args.absorption_words,
+                            seed=args.seed if args.seed is not None else DEFAULT_SEED, explicit=bool(args.metrics))
 
 
-def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:
-    """Apply --paper-recipe, --samples, --seed and --seeds to a toy family spec."""
-    if args.samples is not None and args.samples < spec.training.batch_size:
-        raise L0EvalError(f"--samples {args.samples} is smaller than one batch ({spec.training.batch_size})")
+def _training_overrides(args: argparse.Namespace):
+    """--paper-recipe, --samples, --seed and --seeds, for the families l0eval trains."""
+    from l0eval.family.model import TrainingOverrides
+
     if args.seeds is not None and args.seeds < 1:
         raise L0EvalError("--seeds must be at least 1")
     if args.seed is not None and args.seed < 0:
         raise L0EvalError("--seed must be >= 0")
-    if args.paper_recipe:
-        spec = spec.with_training(samples=15_000_000, lr=3e-4, seeds=tuple(range(5)))
-    if args.samples is not None:
-        spec = spec.with_training(samples=args.samples)
-    if args.seeds is not None or args.seed is not None:
-        count = args.seeds if args.seeds is not None else len(spec.training.seeds)
-        base = args.seed if args.seed is not None else spec.training.seeds[0]
-        spec = spec.with_training(seeds=tuple(range(base, base + count)),
-                                  data_seed=base if args.seed is not None else spec.training.data_seed)
-    return spec
+    return TrainingOverrides(samples=args.samples, seed=args.seed, seeds=args.seeds, paper_recipe=args.paper_recipe)
 
 
 def _families(args: argparse.Namespace) -> int:
-    from l0eval.family.catalog import family_table, member_table, resolve
+    from l0eval.family.catalog import describe_family, family_table, resolve
 
     if args.action == "show":
         if not args.name:
             raise L0EvalError("usage: l0eval families show NAME")
-        print(member_table(resolve(args.name)))
+        print(describe_family(resolve(args.name)))
     else:
         print(family_table(include_generated=args.all))
     return 0
@@ -132,34 +115,23 @@ def _families(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from l0eval.family.catalog import resolve
-    from l0eval.saes.loaders import load_member
 
     family = resolve(args.family)
-    if isinstance(family, FamilySpec):
-        raise L0EvalError(f"'{family.name}' is a toy family: l0eval trains it, there is nothing to download")
-    for member in family.members:
-        sae = load_member(member, family.d_in or None)
-        print(f"{member.id}: {sae.cfg.architecture()} d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} "
-              f"nominal L0 {member.nominal_l0 if member.nominal_l0 is not None else '-'}  ok")
+    for line in family.members.download(family):
+        print(line)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from l0eval.activations.llm.pipeline import activation_cache
     from l0eval.family.catalog import resolve
-    from l0eval.train.llm import train_missing_l0s
+    from l0eval.train.llm import LLMTrainingConfig, train_missing_l0s
 
     family = resolve(args.family)
-    if isinstance(family, FamilySpec) or "llm" not in family.activations:
-        raise L0EvalError(f"'{args.family}' has no LLM activations to train on (toy families train with `run`)")
-    width = args.width or family.width
-    if not width:
-        raise L0EvalError("the family file has no 'width': pass --width")
-    spec = family.activations["llm"]
-    _, cache = activation_cache(spec, args.device, progress=not args.quiet)
-    added = train_missing_l0s(family.name, cache, [float(k) for k in args.l0], width, args.samples, seed=args.seed,
-                              batch_size=args.batch_size, lr=args.lr, device=args.device, progress=not args.quiet,
-                              exclude_bos=spec.exclude_bos)
+    source = family.require_activations()
+    config = LLMTrainingConfig(k_values=tuple(float(k) for k in args.l0), width=args.width or 0,
+                               samples=args.samples, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                               device=args.device, progress=not args.quiet)
+    added = train_missing_l0s(family, source, config)
     for member in added:
         print(f"trained L0 {member['nominal_l0']:g} ({member['samples']:,} tokens) -> {member['path']}")
     print(f"{len(added)} SAEs added to family '{family.name}' as trained-here members")

@@ -1,5 +1,9 @@
 """The results contract: one JSON file per family run (see docs/results-schema.md).
 
+The envelope is declared here as pydantic models (as SAEBench's ``eval_output.py`` declares its output)
+and built in one function, ``build_results``; its JSON Schema, ``docs/results.schema.json``, is generated
+from these models (``scripts/results_schema.py``). A new section is one optional field here.
+
 Numbers are plain JSON numbers; NaN and inf never appear (they become null, with the reason stated
 next to them by whoever produced them). Files are written atomically so an interrupted run never
 leaves half a file behind.
@@ -16,14 +20,15 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 import l0eval
 from l0eval.errors import ResultsError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TRACKED_LIBRARIES = ("torch", "sae-lens", "sae-bench", "sae-probes", "transformers", "huggingface-hub", "numpy",
                      "scipy", "scikit-learn", "pandas", "kneed")
@@ -124,3 +129,108 @@ def read_results(path: str | Path) -> dict[str, Any]:
     if payload.get("schema_version") != SCHEMA_VERSION:
         raise ResultsError(f"{path}: schema_version {payload.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     return payload
+
+
+class _Declared(BaseModel):
+    """A section whose keys are all declared: an undeclared key is a bug in the writer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    """A section with declared keys and others that vary by family (kept as given)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class FamilyRecord(_Open):
+    """The family as run: a toy spec (toy, sae, training, evaluation, mixing) or loaded SAEs (members, ...)."""
+
+    name: str
+    kind: str
+    description: str = ""
+    selectors: dict[str, Any]
+
+
+class RunRecord(_Declared):
+    l0eval_version: str
+    git_hash: str | None
+    python: str
+    platform: str
+    device: str
+    device_name: str
+    library_versions: dict[str, str | None]
+    started: str
+    finished: str
+    wall_seconds: float | None = None  # set by the executor once the family is done
+    seeds: dict[str, Any] | None = None
+    training: dict[str, Any]
+    activations: dict[str, Any] | None = None  # LLM families: the activation cache's key
+    evaluation: dict[str, Any]
+    metric_versions: dict[str, str]
+    downstream: dict[str, Any] | None = None
+    executor: dict[str, Any] | None = None  # --executor ray: the units and where they ran
+
+
+class GroundTruth(_Declared):
+    true_l0: float | None
+    true_l0_measured: float | None = None
+    score: str | None = None  # the metric that says how good a chosen SAE is
+    expected: str | None = None
+    reason: str | None = None  # why there is no true L0
+
+
+class SAEEntry(_Declared):
+    id: str
+    nominal_l0: float | None
+    measured_l0: float | None
+    seed: int | None = None
+    rho: float | None = None
+    trained_here: bool
+    metrics: dict[str, Any]
+    batches: dict[str, Any] | None = None  # per evaluation batch, for the bootstrap
+    downstream: dict[str, Any] | None = None
+    warning: str | None = None
+
+
+class SelectorEntry(_Open):
+    """One selector's choice; the chosen SAE's ground-truth score sits under the score's own name."""
+
+    description: str
+    chosen_l0: float | None
+    reason: str | None = None
+    error: float | None = None
+    within_one: bool | None = None
+    replicate_choices: list[float | None] | None = None
+    replicates_within_one: str | None = None
+    bootstrap: dict[str, Any] | None = None
+
+
+class ResultsEnvelope(_Declared):
+    schema_version: Literal[SCHEMA_VERSION]
+    family: FamilyRecord
+    run: RunRecord
+    ground_truth: GroundTruth
+    saes: list[SAEEntry]
+    by_l0: list[dict[str, float | None]] | None = None  # L0 sweeps: the per-L0 metric table
+    mixing_grid: list[dict[str, Any]] | None = None  # mixing toys
+    selectors: dict[str, SelectorEntry]
+    reference: dict[str, Any] | None = None  # L0-sweep toys trained here: the paper's reconstruction checks
+    downstream_baselines: dict[str, Any] | None = None  # LLM families with probing
+
+
+def build_results(**sections: Any) -> dict[str, Any]:
+    """The results envelope from its sections (``family``, ``run``, ``ground_truth``, ``saes``, ``selectors``
+    and the optional ones), validated against ``ResultsEnvelope``; sections given as None are left out.
+
+    Returns the validated content as plain JSON values, keys in the order given (the models' dump would
+    put declared keys before the open sections' others, reordering every file)."""
+    envelope = {"schema_version": SCHEMA_VERSION,
+                **{name: to_json_safe(value) for name, value in sections.items() if value is not None}}
+    ResultsEnvelope.model_validate(envelope)
+    return envelope
+
+
+def results_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a results file, as committed in ``docs/results.schema.json``."""
+    return ResultsEnvelope.model_json_schema()

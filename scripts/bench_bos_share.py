@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="results/bench/bos_share.json")
     args = parser.parse_args()
-    spec = resolve(args.family).activations["llm"]
+    spec = resolve(args.family).activations
     if not spec.prepend_bos:
         raise SystemExit(f"family {args.family} prepends no BOS")
     _, cache = activation_cache(spec, args.device, progress=True)

@@ -33,9 +33,10 @@ from sae_lens.training.sae_trainer import SAETrainer
 from torch.profiler import ProfilerActivity, profile
 
 from l0eval.activations.toy.model import ToyModel
-from l0eval.family.toy_spec import resolve_family
+from l0eval.family.toy_family import toy_members
+from l0eval.family.toy_spec import toy_spec_by_name
 from l0eval.results import device_description, library_versions, now, write_json
-from l0eval.runs.toy import _batch_source, _initial_weights, family_members
+from l0eval.runs.toy import _batch_source, _initial_weights
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, batchtopk_sae
 
 SECTIONS = ("encoder", "batch_topk", "decoder", "backward", "aux_loss", "clipping", "adam", "threshold_update",
@@ -68,9 +69,9 @@ def step_flops(batch: int, d_in: int, d_sae: int) -> float:
 
 class Bench:
     def __init__(self, steps: int):
-        self.spec = resolve_family("toy")
+        self.spec = toy_spec_by_name("toy")
         self.model = ToyModel(self.spec.toy)
-        self.members = family_members(self.spec)
+        self.members = toy_members(self.spec)
         self.inits = [_initial_weights(self.spec, self.model, m) for m in self.members]
         self.k_values = [m.k for m in self.members]
         self.batch = self.spec.training.batch_size

@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 def demo_family(folder: Path, sequences: int) -> Path:
     """The smollm2-l0 family with its trained SAEs listed as local members and a shorter corpus."""
     family = resolve("smollm2-l0")
-    if not family.members:
+    if not family.members.saes:
         sys.exit("the smollm2-l0 family has no trained SAEs yet: run scripts/smollm2_family.py first")
     raw = yaml.safe_load((REPO / "l0eval" / "family" / "builtin" / "smollm2-l0.yaml").read_text())
     raw["name"] = "smollm2-l0-resume-demo"
-    raw["members"] = [{"id": m.id, "path": m.path, "nominal_l0": m.nominal_l0} for m in family.members]
+    raw["members"] = [{"id": m.id, "path": m.path, "nominal_l0": m.nominal_l0} for m in family.members.saes]
     raw["activations"]["sequences"] = sequences
     raw["activations"]["ce_sequences"] = 8  # CE/KL is compared too, on fewer sequences to keep the demo short
     path = folder / "family.yaml"

@@ -437,7 +437,7 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     assert [m["nominal_l0"] for m in manifest] == [2.0, 6.0] and all(m["samples"] == 4096 for m in manifest)
     from l0eval.family.catalog import resolve
 
-    members = resolve(str(family)).members
+    members = resolve(str(family)).members.saes
     assert [m.trained_here for m in members] == [False, False, False, True, True]
     trained = load_member(members[3], d_in=32)
     assert isinstance(trained, JumpReLUSAE)  # sae-lens's inference form of a BatchTopK SAE
@@ -476,9 +476,9 @@ def test_family_with_bos_excluded_trains_and_evaluates_without_bos(tmp_path):
     spec = yaml.safe_load(family.read_text())
     spec["activations"]["exclude_bos"] = True
     family.write_text(yaml.safe_dump(spec))
-    assert [m.trained_here for m in resolve(str(family)).members] == [False] * 3  # BOS-trained SAE left out
+    assert [m.trained_here for m in resolve(str(family)).members.saes] == [False] * 3  # BOS-trained SAE left out
     assert main(train) == 0
-    trained = [m for m in resolve(str(family)).members if m.trained_here]
+    trained = [m for m in resolve(str(family)).members.saes if m.trained_here]
     assert len(trained) == 1 and trained[0].training["exclude_bos"] is True
     assert len(store.trained_members("tiny-llm-family")) == 2  # both kept on disk
 
@@ -503,8 +503,8 @@ def test_bfloat16_model_gives_close_activations_cached_under_another_name(tmp_pa
     family = yaml.safe_load(llm_family(tmp_path).read_text())
     family["activations"]["model_dtype"] = "bfloat16"
     (tmp_path / "bf16.yaml").write_text(yaml.safe_dump(family))
-    _, fp32 = activation_cache(resolve(str(tmp_path / "family.yaml")).activations["llm"], progress=False)
-    loaded, bf16 = activation_cache(resolve(str(tmp_path / "bf16.yaml")).activations["llm"], progress=False)
+    _, fp32 = activation_cache(resolve(str(tmp_path / "family.yaml")).activations, progress=False)
+    loaded, bf16 = activation_cache(resolve(str(tmp_path / "bf16.yaml")).activations, progress=False)
     assert next(loaded.model.parameters()).dtype == torch.bfloat16
     assert bf16.directory != fp32.directory and bf16.key.model_dtype == "bfloat16"
     exact, rounded = torch.cat(list(fp32.batches(64))), torch.cat(list(bf16.batches(64)))
@@ -541,7 +541,7 @@ def test_micro_batched_cache_equals_one_batch_per_shard(tmp_path, monkeypatch):
     from l0eval.activations.llm import batching, pipeline
     from l0eval.family.catalog import resolve
 
-    spec = resolve(str(llm_family(tmp_path))).activations["llm"]
+    spec = resolve(str(llm_family(tmp_path))).activations
     monkeypatch.setenv("L0EVAL_CACHE", str(tmp_path / "whole"))
     whole = torch.cat(list(pipeline.activation_cache(spec, progress=False)[1].batches(64)))
     monkeypatch.setenv("L0EVAL_CACHE", str(tmp_path / "pieces"))
@@ -567,8 +567,8 @@ def test_builtin_smollm2_family_resolves_and_says_it_needs_training(tmp_path, ca
     from l0eval.family.catalog import family_table, resolve
 
     family = resolve("smollm2-l0")
-    spec = family.activations["llm"]
-    assert family.members == () and spec.model == "smollm2-135m-gguf" and spec.hook == family.hook
+    spec = family.activations
+    assert family.members.saes == () and spec.model == "smollm2-135m-gguf" and spec.hook == family.members.hook
     assert spec.corpus == "sae-probes:100_news_fake"
     assert "smollm2-l0" in family_table()
     assert main(["run", "--family", "smollm2-l0", "--out", str(tmp_path), "--quiet"]) == 2

@@ -65,3 +65,11 @@ def test_families_says_what_a_fresh_install_needs(capsys):
     assert "smollm2-l0: has no members yet (0 members) -> python scripts/smollm2_family.py" in printed
     assert main(["families", "show", "smollm2-l0"]) == 0
     assert "python scripts/smollm2_family.py" in capsys.readouterr().out
+
+
+def test_a_family_with_nothing_to_run_on_is_refused_before_a_toy_starts(tmp_path, capsys):
+    """Registry families carry no corpus: `run` names the problem before training the toy given first."""
+    out = tmp_path / "out"
+    assert main(["run", "--family", "toy", "--family", "gemma-scope-2b-l12-res-16k", "--out", str(out)]) == 2
+    assert "gemma-scope-2b-l12-res-16k: no activations to run on" in capsys.readouterr().err
+    assert not out.exists()

@@ -15,9 +15,10 @@ import ray
 from test_activations import llm_family
 from test_run_toy import tiny_family
 
+from l0eval.activations.llm.models import estimated_model_bytes
 from l0eval.cli import main
 from l0eval.executors.records import without_timing_and_host
-from l0eval.executors.units import _shard_bytes, estimated_model_bytes, plan_units
+from l0eval.executors.units import plan_units
 from l0eval.family.catalog import resolve
 
 
@@ -49,9 +50,9 @@ def toy_family(tmp_path, name, samples, correlation_seed=1):
 def one_sae_per_shard_gb(family_path) -> float:
     """A unit memory budget that fits the tiny model with one SAE, not two."""
     family = resolve(family_path)
-    model = estimated_model_bytes(family.activations["llm"].model)
+    model = estimated_model_bytes(family.activations.model)
     assert model > 0
-    return (model + _shard_bytes(family, list(family.members[:1])) + 64) / 2**30
+    return (model + family.members.estimated_bytes(family.member_ids()[:1]) + 64) / 2**30
 
 
 def run(tmp_path, monkeypatch, cache, out, family_paths, *extra):
@@ -146,10 +147,10 @@ def test_a_failing_unit_is_reported_and_the_others_finish(ray_cluster, tmp_path,
 
 def test_llm_families_are_cut_into_shards_that_fit_the_memory_budget(tmp_path):
     family = resolve(llm_family(tmp_path))
-    ids = [m.id for m in family.members]
+    ids = family.member_ids()
     budget = int(one_sae_per_shard_gb(llm_family(tmp_path)) * 2**30)
     assert [u.member_ids for u in plan_units(family, ids, budget)] == [(i,) for i in ids]
-    two = budget + _shard_bytes(family, list(family.members[:2])) - _shard_bytes(family, list(family.members[:1]))
+    two = budget + family.members.estimated_bytes(ids[:2]) - family.members.estimated_bytes(ids[:1])
     assert [u.member_ids for u in plan_units(family, ids, two)] == [tuple(ids[:2]), tuple(ids[2:])]
     assert [u.member_ids for u in plan_units(family, ids[1:], 2**40)] == [tuple(ids[1:])]
     assert plan_units(family, [], 2**40) == []

@@ -20,7 +20,7 @@ from hub_fixtures import (
 from huggingface_hub import constants
 
 from l0eval.family.catalog import family_table, resolve
-from l0eval.family.registry import Member, hub_families
+from l0eval.family.registry import LoadedMember, hub_families
 from l0eval.saes.hub_cache import is_cached
 from l0eval.saes.loaders import LoadError, load_member
 
@@ -80,7 +80,7 @@ def test_dictionary_learning_trainer_folders_load_offline_and_match_the_source(h
     repo = "saebench/tiny_pythia_width-2pow5"
     folder = f"{dict_class}_tiny/resid_post_layer_3/trainer_0"
     add_repo_files(hf_cache, repo, dictionary_learning_files(folder, dict_class, D_IN, D_SAE, k=K))
-    member = Member(id="trainer_0", nominal_l0=K, format="dictionary_learning", path=folder, repo_id=repo)
+    member = LoadedMember(id="trainer_0", nominal_l0=K, format="dictionary_learning", path=folder, repo_id=repo)
     assert is_cached(member)
     sae = load_member(member, d_in=D_IN)
     state = dictionary_learning_state(dict_class, random_weights(D_IN, D_SAE, 0), k=K)
@@ -99,7 +99,7 @@ def test_gemma_scope_params_npz_loads_as_jumprelu(hf_cache):
     folder = "layer_12/width_16k/average_l0_22"
     add_repo_files(hf_cache, repo, gemma_scope_files(folder, D_IN, D_SAE))
     # the real converter infers d_in 2304 / d_sae 16384 from the names; the tiny fixture overrides them
-    member = Member(id=folder, nominal_l0=22, format="gemma_scope", path=folder, repo_id=repo,
+    member = LoadedMember(id=folder, nominal_l0=22, format="gemma_scope", path=folder, repo_id=repo,
                     cfg_overrides={"d_in": D_IN, "d_sae": D_SAE})
     sae = load_member(member, d_in=D_IN)
     weights = random_weights(D_IN, D_SAE, 0)
@@ -113,7 +113,7 @@ def test_gemma_scope_params_npz_loads_as_jumprelu(hf_cache):
 def test_sae_lens_native_repo_and_release_metadata(hf_cache):
     repo = "someone/tiny-saes"
     add_repo_files(hf_cache, repo, sae_lens_files("l0_8", D_IN, D_SAE))
-    sae = load_member(Member(id="l0_8", nominal_l0=8, format="sae_lens", path="l0_8", repo_id=repo), d_in=D_IN)
+    sae = load_member(LoadedMember(id="l0_8", nominal_l0=8, format="sae_lens", path="l0_8", repo_id=repo), d_in=D_IN)
     weights = random_weights(D_IN, D_SAE, 0)
     x = inputs()
     with torch.no_grad():
@@ -123,9 +123,9 @@ def test_sae_lens_native_repo_and_release_metadata(hf_cache):
 
 def test_gemma_scope_registry_families_come_from_sae_lens_metadata():
     family = hub_families()["gemma-scope-2b-l12-res-16k"]
-    assert [m.nominal_l0 for m in family.members] == [22, 41, 82, 176, 445]
-    assert all(m.release == "gemma-scope-2b-pt-res" and m.converter == "gemma_2" for m in family.members)
-    assert family.members[2].path == "layer_12/width_16k/average_l0_82"
+    assert [m.nominal_l0 for m in family.members.saes] == [22, 41, 82, 176, 445]
+    assert all(m.release == "gemma-scope-2b-pt-res" and m.converter == "gemma_2" for m in family.members.saes)
+    assert family.members.saes[2].path == "layer_12/width_16k/average_l0_82"
 
 
 def test_registry_covers_the_saebench_suites():
@@ -135,11 +135,12 @@ def test_registry_covers_the_saebench_suites():
         for width in ("4k", "16k", "64k"):
             gemma = families[f"saebench-gemma-2-2b-l12-{arch}-{width}"]
             pythia = families[f"saebench-pythia-160m-l8-{arch}-{width}"]
-            assert len(gemma.members) == len(pythia.members) == 6
-            assert gemma.d_in == 2304 and pythia.d_in == 768
-    assert families["saebench-gemma-2-2b-l12-topk-16k"].members[0].repo_id == \
+            assert len(gemma.members.saes) == len(pythia.members.saes) == 6
+            assert gemma.members.d_in == 2304 and pythia.members.d_in == 768
+    assert families["saebench-gemma-2-2b-l12-topk-16k"].members.saes[0].repo_id == \
         "canrager/saebench_gemma-2-2b_width-2pow14_date-0107"
-    assert [m.nominal_l0 for m in families["saebench-gemma-2-2b-l12-topk-4k"].members] == [20, 40, 80, 160, 320, 640]
+    topk_4k = families["saebench-gemma-2-2b-l12-topk-4k"].members.saes
+    assert [m.nominal_l0 for m in topk_4k] == [20, 40, 80, 160, 320, 640]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def test_pickle_payload_in_ae_pt_is_refused_and_never_runs(hf_cache, tmp_path):
     files[f"{folder}/ae.pt"] = pickle.dumps({"encoder.weight": _Payload(marker)})
     add_repo_files(hf_cache, repo, files)
     with pytest.raises(LoadError, match=f"cannot load {repo}/{folder}: UnpicklingError"):
-        load_member(Member(id="t0", nominal_l0=4, format="dictionary_learning", path=folder, repo_id=repo))
+        load_member(LoadedMember(id="t0", nominal_l0=4, format="dictionary_learning", path=folder, repo_id=repo))
     assert not marker.exists()
 
 
@@ -185,7 +186,7 @@ def test_bad_files_are_refused_with_the_file_named(hf_cache):
     add_repo_files(hf_cache, repo, files)
 
     def member(path, fmt="sae_lens"):
-        return Member(id=path, nominal_l0=1, format=fmt, path=path, repo_id=repo)
+        return LoadedMember(id=path, nominal_l0=1, format=fmt, path=path, repo_id=repo)
 
     cases = [(member("truncated"), "cannot load broken/saes/truncated"),
              (member("nan"), "broken/saes/nan: W_dec contains NaN or inf"),
@@ -202,7 +203,7 @@ def test_bad_files_are_refused_with_the_file_named(hf_cache):
 
 
 def test_not_cached_while_offline_is_a_clear_error(hf_cache):
-    member = Member(id="t", nominal_l0=1, format="dictionary_learning", path="nowhere/trainer_0",
+    member = LoadedMember(id="t", nominal_l0=1, format="dictionary_learning", path="nowhere/trainer_0",
                     repo_id="nobody/nothing")
     assert not is_cached(member)
     with pytest.raises(LoadError, match="nobody/nothing/nowhere/trainer_0 is not in the Hugging Face cache and "
@@ -217,8 +218,9 @@ def test_not_cached_while_offline_is_a_clear_error(hf_cache):
 def write_local_family(tmp_path, toy_name="tiny-for-hub"):
     """A toy spec, SAEs trained on it by l0eval saved as local SAELens folders, and a `kind: saes` family."""
     from l0eval.activations.toy.model import ToyModel
+    from l0eval.family.toy_family import toy_members
     from l0eval.family.toy_spec import parse_family
-    from l0eval.runs.toy import family_members, train_or_load
+    from l0eval.runs.toy import train_or_load
 
     toy = {"name": toy_name, "kind": "toy",
            "toy": {"n_features": 8, "d_model": 16, "probabilities": {"constant": 0.3}, "embedding": {"steps": 100}},
@@ -228,7 +230,7 @@ def write_local_family(tmp_path, toy_name="tiny-for-hub"):
     toy_path = tmp_path / f"{toy_name}.yaml"
     toy_path.write_text(yaml.safe_dump(toy))
     spec = parse_family(toy)
-    saes, _ = train_or_load(spec, ToyModel(spec.toy), family_members(spec), "cpu", progress=False)
+    saes, _ = train_or_load(spec, ToyModel(spec.toy), toy_members(spec), "cpu", progress=False)
     members = []
     for k, sae in zip(spec.sae.k_values, saes):
         sae.save_model(str(tmp_path / "saes" / f"k{k:g}"))
@@ -284,15 +286,15 @@ def test_families_lists_hub_and_toy_families_offline_and_fast(hf_cache):
 
 def test_families_show_and_cache_status(hf_cache):
     family = hub_families()["saebench-pythia-160m-l8-topk-4k"]
-    member = family.members[0]
+    member = family.members.saes[0]
     add_repo_files(hf_cache, member.repo_id,
                    dictionary_learning_files(member.path, "AutoEncoderTopK", 768, 64))
     table = family_table()
     line = next(row for row in table.splitlines() if row.startswith("saebench-pythia-160m-l8-topk-4k "))
     assert line.endswith("1/6")
-    from l0eval.family.catalog import member_table
+    from l0eval.family.catalog import describe_family
 
-    shown = member_table(resolve("saebench-pythia-160m-l8-topk-4k"))
+    shown = describe_family(resolve("saebench-pythia-160m-l8-topk-4k"))
     assert "trainer_0" in shown and "cached" in shown and "nominal L0     20" in shown
 
 
@@ -300,13 +302,13 @@ def test_download_command_checks_every_member_from_the_cache(hf_cache, capsys):
     from l0eval.cli import main
 
     family = hub_families()["saebench-pythia-160m-l8-topk-4k"]
-    for index, member in enumerate(family.members[:5]):
+    for index, member in enumerate(family.members.saes[:5]):
         files = dictionary_learning_files(member.path, "AutoEncoderTopK", 768, 64, k=int(member.nominal_l0) // 10,
                                           seed=index, layer=8)
         add_repo_files(hf_cache, member.repo_id, files)
     assert main(["download", "--family", family.name]) == 2  # trainer_5 is not cached and we are offline
     assert "trainer_5 is not in the Hugging Face cache and HF_HUB_OFFLINE is set" in capsys.readouterr().err
-    last = family.members[5]
+    last = family.members.saes[5]
     add_repo_files(hf_cache, last.repo_id, dictionary_learning_files(last.path, "AutoEncoderTopK", 768, 64, k=64,
                                                                      layer=8))
     assert main(["download", "--family", family.name]) == 0
@@ -318,7 +320,7 @@ def test_registry_gemma_scope_member_loads_through_its_sae_lens_release(hf_cache
     """The registry member goes through SAE.from_pretrained(release, sae_id) and the release's converter."""
     import dataclasses
 
-    member = hub_families()["gemma-scope-2b-l12-res-16k"].members[0]
+    member = hub_families()["gemma-scope-2b-l12-res-16k"].members.saes[0]
     add_repo_files(hf_cache, member.repo_id, gemma_scope_files(member.path, D_IN, D_SAE, seed=4))
     tiny = dataclasses.replace(member, cfg_overrides={"d_in": D_IN, "d_sae": D_SAE})
     assert is_cached(tiny)
@@ -328,7 +330,7 @@ def test_registry_gemma_scope_member_loads_through_its_sae_lens_release(hf_cache
 
 
 def test_measured_l0_far_from_nominal_is_flagged(capsys):
-    from l0eval.runs.saes import flag_l0_disagreements
+    from l0eval.runs.notices import flag_l0_disagreements
 
     entries = [{"id": "ok", "nominal_l0": 10.0, "measured_l0": 11.0},
                {"id": "wrong", "nominal_l0": 10.0, "measured_l0": 31.0},

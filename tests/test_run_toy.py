@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from l0eval.cli import main
-from l0eval.results import read_results
+from l0eval.results import SCHEMA_VERSION, read_results
 
 
 def tiny_family(tmp_path, **changes):
@@ -45,7 +45,7 @@ def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, 
     assert "L0 chosen by each selector" in printed and "argmin_s_n_dec@3" in printed
     results = read_results(out / "tiny-sweep.json")
     assert_no_nan(results)
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == SCHEMA_VERSION
     assert results["family"]["toy"]["n_features"] == 8
     assert results["run"]["seeds"]["training_replicates"] == [0, 1]
     assert results["run"]["library_versions"]["sae-lens"]

@@ -126,7 +126,7 @@ def test_a_broken_file_fails_sae_bench_validation(tmp_path):
 
 
 def test_hub_members_get_their_sae_lens_and_neuronpedia_ids():
-    member = resolve("gemma-scope-2b-l12-res-16k").members[0]
+    member = resolve("gemma-scope-2b-l12-res-16k").members.saes[0]
     identity = member_identity(member.repo_id, member.path)
     assert identity.release == "gemma-scope-2b-pt-res" and identity.sae_id == member.id
     assert identity.neuronpedia_url.startswith("https://www.neuronpedia.org/gemma-2-2b/12-gemmascope-res-16k")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from l0eval.errors import SpecError
-from l0eval.family.toy_spec import load_family_file, parse_family, resolve_family
+from l0eval.family.toy_spec import load_family_file, parse_family, toy_spec_by_name
 
 
 def tiny_family(**overrides):
@@ -33,15 +33,15 @@ DELETE = object()
 
 
 def test_builtin_families_parse():
-    toy = resolve_family("toy")
+    toy = toy_spec_by_name("toy")
     assert toy.sae.k_values == tuple(float(k) for k in range(1, 26))
-    assert resolve_family("toy-small").mixing.rho == (-0.4, -0.2, 0.0, 0.2, 0.4)
+    assert toy_spec_by_name("toy-small").mixing.rho == (-0.4, -0.2, 0.0, 0.2, 0.4)
 
 
 @pytest.mark.parametrize("overrides, message", [
     ({"toy.n_feature": 6}, "unknown key 'toy.n_feature' (did you mean 'n_features'?)"),
     ({"trainng": {}}, "unknown key 'trainng' (did you mean 'training'?)"),
-    ({"toy.probabilities": [0.3, -0.1, 0.3, 0.3, 0.3, 0.3]}, "'toy.probabilities[1]' must be >= 0.0"),
+    ({"toy.probabilities": [0.3, -0.1, 0.3, 0.3, 0.3, 0.3]}, "'toy.probabilities[1]' must be > 0.0"),
     ({"toy.probabilities": [0.3, 0.3]}, "has 2 entries but toy.n_features is 6"),
     ({"sae.k": [1, 7]}, "'sae.k' value 7 is larger than sae.d_sae=6"),
     ({"sae.k": [0, 1]}, "'sae.k[0]' must be > 0.0"),

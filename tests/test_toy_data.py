@@ -5,16 +5,16 @@ import torch
 
 from l0eval.activations.toy.data import ToyDataSampler, random_correlation_matrix, star_correlation_matrix
 from l0eval.activations.toy.model import ToyModel, ground_truth_sae
-from l0eval.family.toy_spec import RandomCorrelation, StarCorrelation, linear_probabilities, resolve_family
+from l0eval.family.toy_spec import RandomCorrelation, StarCorrelation, linear_probabilities, toy_spec_by_name
 
 
 @pytest.fixture(scope="module")
 def main_toy():
-    return ToyModel(resolve_family("toy").toy)
+    return ToyModel(toy_spec_by_name("toy").toy)
 
 
 def test_main_toy_true_l0_is_sum_of_probabilities():
-    spec = resolve_family("toy").toy
+    spec = toy_spec_by_name("toy").toy
     assert spec.true_l0 == pytest.approx(10.9525, abs=1e-4)
     assert spec.probabilities[0] == pytest.approx(0.3881, abs=1e-6)
     assert spec.probabilities[-1] == pytest.approx(0.05, abs=1e-6)
@@ -23,7 +23,7 @@ def test_main_toy_true_l0_is_sum_of_probabilities():
 
 
 def test_small_toy_true_l0():
-    assert resolve_family("toy-small").toy.true_l0 == pytest.approx(2.0)
+    assert toy_spec_by_name("toy-small").toy.true_l0 == pytest.approx(2.0)
 
 
 def test_seed_42_correlation_matrix_matches_paper():

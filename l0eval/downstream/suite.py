@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from l0eval.downstream import absorption as absorption_eval
 from l0eval.downstream import probe_data, saebench_probing
@@ -33,6 +34,7 @@ class DownstreamConfig:
     probe_exclude: tuple[str, ...] = ()
     probe_ks: tuple[int, ...] = DEFAULT_KS
     absorption: absorption_eval.AbsorptionSetting | None = None  # None: FULL on GPU, CPU_REDUCED on CPU
+    absorption_words: int | None = None  # sample this many vocabulary words (None: the setting's own)
     saebench_probing: saebench_probing.SAEBenchProbingSetting | None = None  # None: SAEBench sizes on GPU, CPU_SETTING
     seed: int = DEFAULT_SEED
     explicit: bool = False  # metrics named by the user: one that cannot run is an error, not a skip
@@ -40,6 +42,28 @@ class DownstreamConfig:
 
     def wants(self, metric: str) -> bool:
         return metric in self.metrics
+
+    def absorption_setting(self, device: str) -> absorption_eval.AbsorptionSetting:
+        """The absorption setting on ``device``: the full one on GPU, the reduced one on CPU, unless set."""
+        setting = self.absorption or (absorption_eval.FULL if device.startswith("cuda")
+                                      else absorption_eval.CPU_REDUCED)
+        return replace(setting, words=self.absorption_words) if self.absorption_words is not None else setting
+
+
+@dataclass
+class _SuiteRun:
+    """One downstream run over a family's SAEs, and the per-SAE outputs it fills in."""
+
+    loaded: Any  # l0eval.activations.llm.models.LoadedModel
+    hook: str
+    names: list[str]
+    saes: list
+    config: DownstreamConfig
+    device: str
+    progress: bool
+    per_sae: list[dict]
+    details: list[dict]
+    baselines: dict
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -59,31 +83,26 @@ def run_downstream(loaded, hook: str, names: list[str], saes: list, config: Down
     "baselines": {...}, "record": {...}}.
     """
     _note_reduced_settings(config, device)
-    per_sae: list[dict] = [{} for _ in saes]
-    details: list[dict] = [{} for _ in saes]
-    baselines: dict = {}
+    run = _SuiteRun(loaded, hook, names, saes, config, device, progress, [{} for _ in saes], [{} for _ in saes], {})
     record: dict = {"metrics": list(config.metrics), "skipped": dict(config.skipped),
                     "seeds": {"downstream": config.seed}, "wall_seconds": {}}
     if config.wants("probing"):
         started = time.monotonic()
-        record["sparse_probing"] = _probing(loaded, hook, names, saes, config, device, exclude_from_corpus,
-                                            per_sae, details, baselines, progress)
+        record["sparse_probing"] = _probing(run, exclude_from_corpus)
         record["wall_seconds"]["sparse_probing"] = time.monotonic() - started
         started = time.monotonic()
-        record["saebench_probing"] = _saebench_probing(loaded, hook, saes, config, device,
-                                                       record["sparse_probing"]["excluded_datasets"], per_sae,
-                                                       details, baselines)
+        record["saebench_probing"] = _saebench_probing(run, record["sparse_probing"]["excluded_datasets"])
         record["wall_seconds"]["saebench_probing"] = time.monotonic() - started
     if config.wants("absorption"):
         started = time.monotonic()
         try:
-            record["absorption"] = _absorption(loaded, hook, names, saes, config, device, per_sae, details)
+            record["absorption"] = _absorption(run)
         except absorption_eval.AbsorptionUnavailable as exc:
             if config.explicit:
                 raise
             record["skipped"]["absorption"] = str(exc)
         record["wall_seconds"]["absorption"] = time.monotonic() - started
-    return {"per_sae": per_sae, "details": details, "baselines": baselines, "record": record}
+    return {"per_sae": run.per_sae, "details": run.details, "baselines": run.baselines, "record": record}
 
 
 def _note_reduced_settings(config: DownstreamConfig, device: str) -> None:
@@ -94,28 +113,29 @@ def _note_reduced_settings(config: DownstreamConfig, device: str) -> None:
     if config.wants("probing") and not config.probe_datasets:
         reduced.append(f"probing runs {len(probe_data.CPU_DATASETS)} of the sae-probes datasets "
                        "(probe_data.CPU_DATASETS), SAEBench's protocol at reduced sizes")
-    if config.wants("absorption") and config.absorption is None:
+    if config.wants("absorption") and config.absorption is None and config.absorption_words is None:
         reduced.append(f"absorption samples {absorption_eval.CPU_REDUCED.words} words")
     if reduced:
         print(f"l0eval: on CPU {'; '.join(reduced)}; --device cuda runs the full settings", file=sys.stderr)
 
 
-def _probing(loaded, hook, names, saes, config, device, exclude_from_corpus, per_sae, details, baselines,
-             progress) -> dict:
+def _probing(run: _SuiteRun, exclude_from_corpus: list[str]) -> dict:
+    loaded, hook, saes, config, device = run.loaded, run.hook, run.saes, run.config, run.device
     excluded = sorted({*config.probe_exclude, *exclude_from_corpus})
     datasets = probe_data.choose_datasets(list(config.probe_datasets) if config.probe_datasets else None, device,
                                           excluded)
     ks = list(config.probe_ks)
-    activations = probe_data.ensure_probe_activations(loaded, hook, datasets, device, progress)
+    activations = probe_data.ensure_probe_activations(loaded, hook, datasets, device, run.progress)
     for index, sae in enumerate(saes):
         scores = sae_probes.probe_scores(sae, activations, hook, datasets, ks, config.seed, device)
-        per_sae[index].update(sae_probes.family_means(scores, ks, "sparse_probing"))
-        details[index]["sparse_probing"] = scores
+        run.per_sae[index].update(sae_probes.family_means(scores, ks, "sparse_probing"))
+        run.details[index]["sparse_probing"] = scores
     residual = sae_probes.probe_scores(sae_probes.ResidualChannels(), activations, hook, datasets, ks, config.seed,
                                        device)
     full_width = sae_probes.full_width_baseline(activations, hook, datasets, config.seed, device)
-    baselines["residual_top_k"] = {**sae_probes.family_means(residual, ks, "sparse_probing"), "per_dataset": residual}
-    baselines["residual_full_width"] = {
+    run.baselines["residual_top_k"] = {**sae_probes.family_means(residual, ks, "sparse_probing"),
+                                       "per_dataset": residual}
+    run.baselines["residual_full_width"] = {
         **{f"sparse_probing_full_{name}": sum(d[name] for d in full_width.values()) / len(full_width)
            for name in sae_probes.SCORES.values()},
         "per_dataset": full_width}
@@ -136,16 +156,17 @@ def _probing(loaded, hook, names, saes, config, device, exclude_from_corpus, per
                                   "position": "last token", "bos": True}}
 
 
-def _saebench_probing(loaded, hook, saes, config, device, excluded, per_sae, details, baselines) -> dict:
+def _saebench_probing(run: _SuiteRun, excluded: list[str]) -> dict:
+    loaded, hook, saes, config, device = run.loaded, run.hook, run.saes, run.config, run.device
     setting = config.saebench_probing or (saebench_probing.SAEBenchProbingSetting() if device.startswith("cuda")
                                           else saebench_probing.CPU_SETTING)
     scores, residual, record = saebench_probing.run_protocol(loaded, hook, saes, setting, excluded, config.seed,
                                                              device)
     for index, per_dataset in enumerate(scores):
-        per_sae[index].update(saebench_probing.family_means(per_dataset, setting.ks, "saebench_probing"))
-        details[index]["saebench_probing"] = per_dataset
-    baselines["saebench_residual_top_k"] = {**saebench_probing.family_means(residual, setting.ks, "saebench_probing"),
-                                            "per_dataset": residual}
+        run.per_sae[index].update(saebench_probing.family_means(per_dataset, setting.ks, "saebench_probing"))
+        run.details[index]["saebench_probing"] = per_dataset
+    run.baselines["saebench_residual_top_k"] = {
+        **saebench_probing.family_means(residual, setting.ks, "saebench_probing"), "per_dataset": residual}
     return {"protocol": "SAEBench sparse_probing (sae-bench's tokenisation, BOS/PAD/EOS masking, mean pooling and "
                         "top-k probes with our model injected; deviations in l0eval/downstream/saebench_probing.py); "
                         "saebench_probing_k{k} = one-vs-rest top-k L2 logistic-regression test accuracy, mean over "
@@ -153,14 +174,15 @@ def _saebench_probing(loaded, hook, saes, config, device, excluded, per_sae, det
             "library": "sae-bench", "version": importlib.metadata.version("sae-bench"), **record}
 
 
-def _absorption(loaded, hook, names, saes, config, device, per_sae, details) -> dict:
-    setting = config.absorption or (absorption_eval.FULL if device.startswith("cuda")
-                                    else absorption_eval.CPU_REDUCED)
-    results = absorption_eval.run_absorption(loaded, hook, list(zip(names, saes)), setting, config.seed, device)
+def _absorption(run: _SuiteRun) -> dict:
+    hook = run.hook
+    setting = run.config.absorption_setting(run.device)
+    results = absorption_eval.run_absorption(run.loaded, hook, list(zip(run.names, run.saes)), setting,
+                                             run.config.seed, run.device)
     for index, result in enumerate(results):
-        per_sae[index].update({key: value for key, value in result.items()
+        run.per_sae[index].update({key: value for key, value in result.items()
                                if key in ABSORPTION_COLUMNS})
-        details[index]["absorption"] = {key: value for key, value in result.items()
+        run.details[index]["absorption"] = {key: value for key, value in result.items()
                                         if key not in ABSORPTION_SCORES}
     return {"protocol": "SAEBench absorption_first_letter (sae-bench's k-sparse probing and feature-absorption "
                         "functions with our model injected; deviations in l0eval/downstream/absorption.py); "

@@ -5,22 +5,17 @@ from __future__ import annotations
 import time
 
 from l0eval.downstream.suite import DownstreamConfig
-from l0eval.family.registry import SAEFamily
-from l0eval.family.toy_spec import FamilySpec
+from l0eval.family.model import EvaluationJob, Family
+from l0eval.results import run_header
 
 
-def run_family(family: FamilySpec | SAEFamily, device: str = "cpu", progress: bool = True,
+def run_family(family: Family, device: str = "cpu", progress: bool = True,
                downstream: DownstreamConfig | None = None) -> dict:
-    """Train/evaluate a toy family, or evaluate an existing SAE family (with the ``downstream`` metrics it
-    asks for, default all), and apply every selector."""
+    """Obtain the family's SAEs (train or load), evaluate them on its activations (with the ``downstream``
+    metrics it asks for, default all) and apply every selector."""
     started = time.monotonic()
-    if isinstance(family, FamilySpec):
-        from l0eval.runs.toy import run_family as run_toy_family
-
-        results = run_toy_family(family, device=device, progress=progress)
-    else:
-        from l0eval.runs.saes import run_sae_family
-
-        results = run_sae_family(family, device=device, progress=progress, downstream=downstream)
+    job = EvaluationJob(device=device, progress=progress, downstream=downstream or DownstreamConfig(),
+                        header=run_header(device))
+    results = family.evaluate(job)
     results["run"]["wall_seconds"] = time.monotonic() - started
     return results

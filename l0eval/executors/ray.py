@@ -20,8 +20,7 @@ from l0eval.downstream.suite import DownstreamConfig
 from l0eval.errors import L0EvalError
 from l0eval.executors.records import FamilyRecords
 from l0eval.executors.units import Unit, plan_units, run_unit
-from l0eval.family.registry import SAEFamily
-from l0eval.family.toy_spec import FamilySpec
+from l0eval.family.model import Family
 
 try:
     import ray
@@ -48,7 +47,7 @@ class Outcome:
     failed: list[str] = field(default_factory=list)  # "unit: reason" lines
 
 
-def run_on_ray(families: list[FamilySpec | SAEFamily], options: RayOptions,
+def run_on_ray(families: list[Family], options: RayOptions,
                on_family: Callable[[dict], None]) -> Outcome:
     """Evaluate ``families`` on Ray; ``on_family(results)`` is called as each family completes."""
     started_here = _connect(options.address)

@@ -9,7 +9,6 @@ rebuilt from records alone. Records are written by the driver as each unit finis
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -18,13 +17,12 @@ from pathlib import Path
 
 import l0eval
 from l0eval.downstream.suite import DownstreamConfig
-from l0eval.executors.units import Unit, member_ids
-from l0eval.family.registry import SAEFamily
-from l0eval.family.toy_spec import FamilySpec, resolve_family
+from l0eval.executors.units import Unit
+from l0eval.family.model import Family
 from l0eval.metrics.registry import metric_versions
-from l0eval.results import SCHEMA_VERSION, read_results, write_json
-from l0eval.runs.saes import sweep_verdict
+from l0eval.results import SCHEMA_VERSION, build_results, read_results, write_json
 from l0eval.saes import store
+from l0eval.selection.sweep import sweep_verdict
 
 
 def _digest(content: object) -> str:
@@ -38,14 +36,15 @@ def _safe(name: str) -> str:
 class FamilyRecords:
     """The records of one family's members for one device kind (``cpu`` or ``cuda``)."""
 
-    def __init__(self, family: FamilySpec | SAEFamily, device: str, downstream: DownstreamConfig | None = None):
+    def __init__(self, family: Family, device: str, downstream: DownstreamConfig | None = None):
         self.family = family
-        self.ids = member_ids(family)
-        key = _digest({"family": _family_content(family), "metric_versions": _metric_versions(family),
+        self.ids = family.member_ids()
+        key = _digest({"family": family.content(), "metric_versions": metric_versions(*family.metric_formulas()),
                        "l0eval": l0eval.__version__, "device": device.split(":")[0],
                        "downstream": repr(downstream)})  # other metrics or options: other records
         self.directory = store.cache_root() / "records" / f"{_safe(family.name)}-{key}"
-        self._member_keys = _member_keys(family, self.ids)
+        self._member_keys = {member_id: _digest(content)
+                             for member_id, content in family.members.member_content().items()}
 
     def path(self, member_id: str) -> Path:
         return self.directory / f"{_safe(member_id)}-{self._member_keys[member_id]}.json"
@@ -74,6 +73,7 @@ class FamilyRecords:
                        for key in first["keys"]}
         else:
             results = _merge_shards(records)
+        results = build_results(**{key: value for key, value in results.items() if key != "schema_version"})
         units = list({r["unit"]["run_id"]: r["unit"] for r in records}.values())
         results["run"]["wall_seconds"] = sum(unit["seconds"] for unit in units)
         results["run"]["executor"] = {"name": "ray", "units": [{key: unit[key] for key in ("unit", "host", "seconds")}
@@ -83,7 +83,7 @@ class FamilyRecords:
 
 def _merge_shards(records: list[dict]) -> dict:
     """An LLM family run as several shards: the per-SAE entries side by side, and the family-level
-    fields (members, per-L0 table, selectors) recomputed over all of them, as ``_run_on_llm`` does."""
+    fields (members, per-L0 table, selectors) recomputed over all of them, as ``l0eval.runs.streamed`` does."""
     frame = records[0]["frame"]
     entries = [record["entry"] for record in records]
     members = [next(m for m in record["frame"]["family"]["members"] if m["id"] == record["member"])
@@ -93,29 +93,6 @@ def _merge_shards(records: list[dict]) -> dict:
     merged = {**frame, "family": {**frame["family"], "members": members}, "saes": entries,
               "by_l0": table.to_dict(orient="records"), "selectors": selectors}
     return {key: merged[key] for key in records[0]["keys"]}
-
-
-def _family_content(family: FamilySpec | SAEFamily) -> dict:
-    """What the family's numbers depend on, members aside (they are keyed one by one)."""
-    if isinstance(family, FamilySpec):
-        return {"spec": family.to_dict(), "fingerprint": family.fingerprint()}
-    activations = {key: dataclasses.asdict(value) if key == "llm" else value
-                   for key, value in family.activations.items()}
-    if "toy" in activations:
-        activations["toy_spec"] = resolve_family(activations["toy"]).to_dict()
-    return {"name": family.name, "d_in": family.d_in, "activations": activations}
-
-
-def _metric_versions(family: FamilySpec | SAEFamily) -> dict:
-    if isinstance(family, SAEFamily) and "llm" in family.activations:
-        return metric_versions("spliced")
-    return metric_versions()
-
-
-def _member_keys(family: FamilySpec | SAEFamily, ids: list[str]) -> dict[str, str]:
-    if isinstance(family, FamilySpec):  # the family key covers the spec and the member id names the SAE
-        return {member_id: _digest(member_id) for member_id in ids}
-    return {member.id: _digest(dataclasses.asdict(member)) for member in family.members}
 
 
 # the fields that differ between two runs of the same work: clocks, cache folders, host and thread count

@@ -1,32 +1,37 @@
 """Every family l0eval knows, by name or file: built-in toys, the hub registry, user YAML files.
 
-``resolve`` returns a ``FamilySpec`` (toys, which l0eval trains) or an ``SAEFamily`` (existing SAEs,
-which l0eval loads). Listing stays light: no torch, no sae-lens import.
+``resolve`` returns a ``Family`` whatever the source; the members `l0eval train` added to a family of
+loaded SAEs are merged here, where the family is resolved (parsing reads only the file). Listing stays
+light: no torch, no sae-lens import.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from l0eval.errors import SpecError
-from l0eval.family.readiness import needs_text, run_needs
+from l0eval.family.model import Family
+from l0eval.family.readiness import hub_offline, needs_text, run_needs
 from l0eval.family.registry import (
-    SAEFamily,
+    LoadedSAEs,
     hub_families,
+    loaded_family,
     members_from_sae_lens_release,
     parse_sae_family,
     sae_lens_releases,
 )
-from l0eval.family.toy_spec import BUILTIN_DIR, FamilySpec, builtin_family_names, load_family_file, read_yaml_file
-from l0eval.saes.hub_cache import is_cached
+from l0eval.family.toy_family import toy_family
+from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, load_family_file, read_yaml_file
+from l0eval.saes import store
 
 # Gemma-Scope-style ids, where every member of a (layer, width) group differs only in L0
 _GENERATED_ID = re.compile(r"^(layer_\d+/width_\w+)/average_l0_(\d+)$")
 
 
-def generated_families() -> dict[str, SAEFamily]:
+def generated_families() -> dict[str, Family]:
     """Families made from SAELens releases whose ids differ only by ``average_l0_N`` (3+ members)."""
     families = {}
     for release, info in sae_lens_releases().items():
@@ -41,20 +46,24 @@ def generated_families() -> dict[str, SAEFamily]:
             name = f"{release}/{prefix}"
             members = members_from_sae_lens_release(release, f"^{re.escape(prefix)}/average_l0_(\\d+)$")
             layer = int(re.search(r"layer_(\d+)", prefix).group(1))
-            width = _width(prefix)
-            families[name] = SAEFamily(name=name, description=f"{release} {prefix}", model=info["model"],
-                                       hook=f"layer {layer}", d_in=0, width=width, architecture="jumprelu",
-                                       source="sae_lens_release", members=members, layer=layer)
+            saes = LoadedSAEs(members, d_in=0, width=_width_of_label(prefix), model=info["model"],
+                              hook=f"layer {layer}", architecture="jumprelu", origin="sae_lens_release", layer=layer)
+            families[name] = loaded_family(name, f"{release} {prefix}", saes)
     return families
 
 
-def _width(prefix: str) -> int:
+def _width_of_label(prefix: str) -> int:
+    """``width_16k`` -> 16384."""
     label = re.search(r"width_(\d+)([km]?)", prefix)
     return int(label.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[label.group(2)]
 
 
-def resolve(name_or_path: str) -> FamilySpec | SAEFamily:
+def resolve(name_or_path: str) -> Family:
     """A built-in toy, a hub registry family, a generated SAELens family, or a family YAML file."""
+    return _with_trained_members(_find(name_or_path))
+
+
+def _find(name_or_path: str) -> Family:
     if name_or_path in builtin_family_names():
         return _load_file(BUILTIN_DIR / f"{name_or_path}.yaml")
     if name_or_path in hub_families():
@@ -70,80 +79,72 @@ def resolve(name_or_path: str) -> FamilySpec | SAEFamily:
     raise SpecError(f"unknown family '{name_or_path}'{suggestion}")
 
 
-def _load_file(path: Path) -> FamilySpec | SAEFamily:
+def _with_trained_members(family: Family) -> Family:
+    trained = store.trained_members(family.name)
+    if not trained:
+        return family
+    members = family.members.with_trained(trained, family.activations)
+    return replace(family, members=members)
+
+
+def _load_file(path: Path) -> Family:
     raw = read_yaml_file(path)
     if isinstance(raw, dict) and raw.get("kind") == "saes":
         try:
             return parse_sae_family(raw, path)
         except SpecError as exc:
             raise SpecError(f"{path}: {exc}") from exc
-    return load_family_file(path, raw)
+    return toy_family(load_family_file(path, raw))
 
 
-def _size(num_bytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if num_bytes < 1000:
-            return f"{num_bytes:.3g} {unit}"
-        num_bytes /= 1000
-    return f"{num_bytes:.0f} PB"
+_COLUMNS = ("model", "layer", "width", "arch", "#L0", "L0 range", "download", "cached")
+_WIDTHS = (20, 5, 7, 10, 4, 10, 9, 0)
+_RIGHT = {"layer", "width", "#L0", "L0 range", "download"}
 
 
-def _l0_text(l0_range: tuple[float, float] | None) -> str:
-    return f"{l0_range[0]:g}-{l0_range[1]:g}" if l0_range else "from config"
+def _row(name: str, cells: list[str]) -> str:
+    aligned = [f"{cell:>{width}s}" if column in _RIGHT else f"{cell:{width}s}" if width else cell
+               for column, cell, width in zip(_COLUMNS, cells, _WIDTHS)]
+    return f"{name:44s} " + " ".join(aligned)
 
 
 def family_table(include_generated: bool = False) -> str:
     """One line per family: name, model, layer, width, architecture, #L0s, L0 range, size, cached."""
-    header = f"{'name':44s} {'model':20s} {'layer':>5s} {'width':>7s} {'arch':10s} {'#L0':>4s} {'L0 range':>10s} " \
-             f"{'download':>9s} cached"
-    lines = [header, "-" * len(header)]
-    families = {}
-    for name in builtin_family_names():
-        spec = resolve(name)
-        if isinstance(spec, SAEFamily):
-            families[name] = spec
-            continue
-        lines.append(f"{name:44s} {'toy':20s} {'-':>5s} {spec.sae.d_sae:>7d} {'batchtopk':10s} "
-                     f"{len(spec.sae.k_values):>4d} {_l0_text((min(spec.sae.k_values), max(spec.sae.k_values))):>10s} "
-                     f"{'-':>9s} trains")
+    header = _row("name", list(_COLUMNS))
+    families = {name: resolve(name) for name in builtin_family_names()}
     families.update(hub_families())
     if include_generated:
         families.update(generated_families())
-    for name, family in families.items():
-        cached = sum(is_cached(m) for m in family.members)
-        size = _size(family.download_bytes) if family.d_in else "?"
-        l0s = _l0_text(family.l0_range())
-        lines.append(f"{name:44s} {family.model:20s} {str(family.layer):>5s} {family.width:>7d} "
-                     f"{family.architecture:10s} {len(family.members):>4d} {l0s:>10s} {size:>9s} "
-                     f"{cached}/{len(family.members)}")
+    lines = [header, "-" * len(header)]
+    lines += [_row(name, family.members.table_row(family)) for name, family in families.items()]
     return "\n".join(lines + _needs_footer(families))
 
 
-def _needs_footer(families: dict[str, SAEFamily]) -> list[str]:
+def _needs_footer(families: dict[str, Family]) -> list[str]:
     """Per family whose run cannot start yet, what it lacks and the command that gets it; one line for the
     hub families, which download on their first run."""
-    blocked = [line for name, family in families.items()
-               for line in needs_text(name, [need for need in run_needs(family) if need.blocking])]
-    downloads = any(not need.blocking for family in families.values() for need in run_needs(family))
+    needs = {name: run_needs(family) for name, family in families.items()}
+    shared: dict[tuple[str, str], list[str]] = {}  # one line for a need many families share
+    for name, family_needs in needs.items():
+        for need in family_needs:
+            if need.blocking and not need.download:
+                shared.setdefault((need.what, need.command), []).append(name)
+    blocked = [f"{names[0] if len(names) == 1 else _names_text(names)}: {what} -> {command}"
+               for (what, command), names in shared.items()]
     lines = ["", "needed before `l0eval run`:", *(f"  {line}" for line in blocked)] if blocked else []
-    if downloads:
-        lines += ["", "families not cached download their SAEs on the first `l0eval run`; "
-                      "`l0eval download --family NAME` fetches and checks them ahead"]
+    if any(need.download for family_needs in needs.values() for need in family_needs):
+        lines += ["", "families not cached download their SAEs on the first `l0eval run`"
+                  + (" (not while HF_HUB_OFFLINE is set)" if hub_offline() else "")
+                  + "; `l0eval download --family NAME` fetches and checks them ahead"]
     return lines
 
 
-def member_table(family: FamilySpec | SAEFamily) -> str:
-    if isinstance(family, FamilySpec):
-        ks = ", ".join(f"{k:g}" for k in family.sae.k_values)
-        return (f"{family.name} ({family.kind}): {family.description}\ntrue L0 {family.toy.true_l0:.4f}; "
-                f"k = {ks}; seeds {list(family.training.seeds)}; trained by l0eval")
-    lines = [f"{family.name}: {family.description}",
-             f"model {family.model}, hook {family.hook}, d_in {family.d_in}, width {family.width}, "
-             f"{family.architecture}, source {family.source}", ""]
-    for member in family.members:
-        where = member.path if member.is_local else f"{member.release or member.repo_id}:{member.path}"
-        l0 = "-" if member.nominal_l0 is None else f"{member.nominal_l0:g}"
-        lines.append(f"  {member.id:36s} nominal L0 {l0:>6s}  {'cached' if is_cached(member) else 'not cached':10s} "
-                     f"{where}")
+def _names_text(names: list[str]) -> str:
+    return f"{len(names)} families ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''})"
+
+
+def describe_family(family: Family) -> str:
+    """``l0eval families show``: the family, its members and what its run still needs."""
     needs = needs_text(family.name, run_needs(family))
-    return "\n".join(lines + (["", "needed before `l0eval run`:", *(f"  {line}" for line in needs)] if needs else []))
+    return "\n".join([family.members.describe(family)]
+                     + (["", "needed before `l0eval run`:", *(f"  {line}" for line in needs)] if needs else []))

@@ -1,17 +1,19 @@
-"""What activations an SAE family is evaluated on, as written in a family file (no torch import)."""
+"""An LLM corpus as a family's activation source, as written in a family file (no torch import)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from l0eval.errors import SpecError
+from l0eval.family.model import DOWNSTREAM_TARGETS, ActivationSource, EvaluationJob, Family, GroundTruth, Obtained
+from l0eval.family.sources import SourceContext
 from l0eval.family.validation import check_keys, number
 
 
 @dataclass(frozen=True)
-class LLMActivationSpec:
+class LLMActivationSpec(ActivationSource):
     """Residual-stream activations of a causal LM on a text corpus.
 
     BOS is prepended by default, as the paper and SAELens do, and its activations are kept: the
@@ -42,11 +44,45 @@ class LLMActivationSpec:
     # fast bf16); bfloat16/float16 halve memory and time on GPU. SAE math stays float32 either way.
     model_dtype: str = "float32"
 
+    kind = "llm"
+    extra_formulas = ("spliced",)
+    trains_members = True
+
     @property
     def corpus(self) -> str:
         if self.sae_probes_datasets:
             return "sae-probes:" + ",".join(self.sae_probes_datasets)
         return self.dataset if self.dataset else ",".join(Path(t).name for t in self.texts)
+
+    def record(self) -> Any:
+        return asdict(self)
+
+    def inputs_per_sae(self) -> int:
+        return self.sequences * self.context
+
+    def model_bytes(self) -> int | None:
+        from l0eval.activations.llm.models import estimated_model_bytes
+
+        return estimated_model_bytes(self.model, self.model_dtype)
+
+    def ground_truth(self) -> GroundTruth:
+        return DOWNSTREAM_TARGETS
+
+    def evaluate(self, family: Family, obtained: Obtained, job: EvaluationJob) -> dict[str, Any]:
+        from l0eval.runs.llm import evaluate_on_llm
+
+        return evaluate_on_llm(self, family, obtained, job)
+
+    def trained_with(self, member: dict[str, Any]) -> bool:
+        """After a family file switches ``exclude_bos``, SAEs trained the other way are left out (and `l0eval
+        train` makes new ones). Members recorded before the option existed were trained with BOS."""
+        return member.get("exclude_bos", False) == self.exclude_bos
+
+    def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:
+        """The activation cache (filled if needed) `l0eval train` trains on, and whether to leave BOS out."""
+        from l0eval.activations.llm.pipeline import activation_cache
+
+        return activation_cache(self, device, progress)[1], self.exclude_bos
 
 
 _KEYS = {"model", "hook", "texts", "dataset", "sae_probes_datasets", "split", "field", "context", "sequences",
@@ -81,11 +117,11 @@ def parse_llm_activations(raw: Any, base: Path, default_hook: str, default_model
         texts=tuple(str(p if Path(p).is_absolute() else (base / p).resolve()) for p in texts),
         dataset=spec.get("dataset"), sae_probes_datasets=tuple(probe_sets),
         split=str(spec.get("split", "train")), field=str(spec.get("field", "text")),
-        context=number(spec.get("context", 128), "activations.context", integer=True, low=2),
-        sequences=number(spec.get("sequences", 256), "activations.sequences", integer=True, low=1),
+        context=number(spec.get("context", 128), "activations.context"),
+        sequences=number(spec.get("sequences", 256), "activations.sequences"),
         prepend_bos=prepend_bos, exclude_bos=exclude_bos,
-        batch_sequences=number(spec.get("batch_sequences", 8), "activations.batch_sequences", integer=True, low=1),
-        ce_sequences=number(spec.get("ce_sequences", 16), "activations.ce_sequences", integer=True, low=0),
+        batch_sequences=number(spec.get("batch_sequences", 8), "activations.batch_sequences"),
+        ce_sequences=number(spec.get("ce_sequences", 16), "activations.ce_sequences"),
         model_dtype=model_dtype,
     )
 
@@ -102,3 +138,8 @@ def _string_list(spec: dict, key: str) -> list[str]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise SpecError(f"'activations.{key}' must be a list of strings")
     return values
+
+
+def parse_llm_source(raw: Any, context: SourceContext) -> LLMActivationSpec:
+    """``activations: {llm: {...}}``, or the corpus written inline (``activations: {model, hook, texts, ...}``)."""
+    return parse_llm_activations(raw, context.base, context.hook, context.model)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from l0eval.family.registry import SAEFamily
+from l0eval.family.model import Family
+from l0eval.family.registry import LoadedSAEs
 from l0eval.saes.hub_cache import is_cached
 
 
@@ -19,30 +20,42 @@ class Need:
     what: str
     command: str
     blocking: bool  # the run cannot start without it (else it fetches or builds it on the way)
+    download: bool = False  # hub files: one summary line covers them in a listing of many families
 
 
-def run_needs(family) -> list[Need]:
+def run_needs(family: Family) -> list[Need]:
     """Families l0eval trains (toys, synthetic worlds) need nothing; loaded families need members and files."""
-    if not isinstance(family, SAEFamily):
-        return []
-    if not family.members:
-        return [Need("has no members yet (0 members)", family.build or _train_command(family), blocking=True)]
-    needs = []
-    local_missing = [m.id for m in family.members if m.is_local and not is_cached(m)]
+    return family.members.needs(family)
+
+
+def loaded_needs(family: Family, saes: LoadedSAEs) -> list[Need]:
+    """What a family of loaded SAEs lacks: members at all, activations, local folders, files in the Hugging Face
+    cache."""
+    if not saes.saes:
+        return [Need("has no members yet (0 members)", saes.build or _train_command(family), blocking=True)]
+    needs = [] if family.activations is not None else [Need(
+        "no activations to run on", "write a `kind: saes` family file listing these SAEs with an `activations:` "
+        "section (README: SAE families from the hub)", blocking=True)]
+    local_missing = [m.id for m in saes.saes if m.is_local and not is_cached(m)]
     if local_missing:
         needs.append(Need(f"{len(local_missing)} local SAE folder(s) missing ({', '.join(local_missing[:3])})",
                           f"fix their 'path' in {family.spec_path}", blocking=True))
-    hub_missing = [m for m in family.members if not m.is_local and not is_cached(m)]
+    hub_missing = [m for m in saes.saes if not m.is_local and not is_cached(m)]
     if hub_missing:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        needs.append(Need(f"{len(hub_missing)} of {len(family.members)} SAEs not in the Hugging Face cache"
-                          + (" (HF_HUB_OFFLINE is set)" if offline else ""),
-                          f"l0eval download --family {family.name}", blocking=offline))
+        offline = hub_offline()
+        command = ("unset HF_HUB_OFFLINE, then " if offline else "") + f"l0eval download --family {family.name}"
+        needs.append(Need(f"{len(hub_missing)} of {len(saes.saes)} SAEs not in the Hugging Face cache", command,
+                          blocking=offline, download=True))
     return needs
 
 
-def _train_command(family: SAEFamily) -> str:
-    if "llm" in family.activations:
+def hub_offline() -> bool:
+    """Whether huggingface_hub is told not to download (``HF_HUB_OFFLINE``)."""
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+def _train_command(family: Family) -> str:
+    if family.activations is not None and family.activations.trains_members:
         return f"l0eval train --family {family.spec_path or family.name} --l0 K [K ...]"
     return f"list SAEs under 'members' in {family.spec_path}"
 

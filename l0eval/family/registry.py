@@ -1,14 +1,17 @@
-"""SAE families that already exist: the shipped hub registry, SAELens release metadata, user YAML files.
+"""Families of SAEs that already exist: the shipped hub registry, SAELens release metadata, user YAML files.
 
-A family is a typed object (``SAEFamily``) whatever its source; its members say where their weights
-live and in which format, and ``l0eval.saes.loaders`` turns each into a sae-lens SAE.
+Each is a ``Family`` whose members are ``LoadedSAEs``: every member says where its weights live and in which
+format, and ``l0eval.saes.loaders`` turns each into a sae-lens SAE. Parsing reads only the file: the
+members `l0eval train` added are merged where the family is resolved (``l0eval.family.catalog``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,19 @@ from typing import Any
 import yaml
 
 from l0eval.errors import SpecError
-from l0eval.family.validation import check_keys, number
-from l0eval.saes import store
+from l0eval.family.model import (
+    FLOAT_BYTES,
+    NO_GROUND_TRUTH,
+    ActivationSource,
+    EvaluationJob,
+    Family,
+    MemberInfo,
+    MemberSource,
+    Obtained,
+)
+from l0eval.family.sources import SourceContext, parse_activations
+from l0eval.family.toy_spec import read_yaml_file
+from l0eval.family.validation import check_keys, family_name, number, number_list
 
 HUB_REGISTRY = Path(__file__).parent / "registry.yaml"
 
@@ -25,7 +39,7 @@ FORMATS = ("sae_lens", "dictionary_learning", "gemma_scope", "sae_lens_release")
 
 
 @dataclass(frozen=True)
-class Member:
+class LoadedMember:
     """One SAE of a family and where it lives: a hub repo folder, a SAELens release id, or a local folder."""
 
     id: str
@@ -44,39 +58,144 @@ class Member:
         return self.repo_id is None and self.release is None
 
 
+# What a loaded family's results record under run.training (its SAEs were not trained by this run)
+NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None,
+               "note": "SAEs loaded, not trained in this run (trained-here members say how under family.members)"}
+
+
+def _size(num_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if num_bytes < 1000:
+            return f"{num_bytes:.3g} {unit}"
+        num_bytes /= 1000
+    return f"{num_bytes:.0f} PB"
+
+
 @dataclass(frozen=True)
-class SAEFamily:
-    name: str
-    description: str
-    model: str
-    hook: str
+class LoadedSAEs(MemberSource):
+    """Members that already exist: local SAELens folders, hub repos, SAELens releases, and those `l0eval train`
+    added to the family (``trained_here``)."""
+
+    saes: tuple[LoadedMember, ...]
     d_in: int
-    width: int
-    architecture: str
-    source: str
-    members: tuple[Member, ...]
+    width: int = 0  # 0: unknown before download (read from each SAE's config)
+    model: str = ""
+    hook: str = ""
+    architecture: str = ""
+    origin: str = "user"  # the registry entry's source format, "sae_lens_release" or "user"
     layer: int | None = None
-    activations: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    spec_path: str = ""
     build: str = ""  # the command that creates the members (family files' `build:`), for `l0eval families`
 
     @property
     def download_bytes(self) -> int:
         """fp32 W_enc + W_dec + biases per member: what the hub download costs, roughly."""
-        return 4 * (2 * self.d_in * self.width + self.width + self.d_in) * len(self.members)
+        return FLOAT_BYTES * (2 * self.d_in * self.width + self.width + self.d_in) * len(self.saes)
 
     def l0_range(self) -> tuple[float, float] | None:
-        known = [m.nominal_l0 for m in self.members if m.nominal_l0 is not None]
+        known = [m.nominal_l0 for m in self.saes if m.nominal_l0 is not None]
         return (min(known), max(known)) if known else None
 
+    def ids(self) -> list[str]:
+        return [member.id for member in self.saes]
 
-def _members_from_trainers(raw: dict, name: str) -> tuple[Member, ...]:
-    trainers = raw["trainers"]
+    def declared_width(self) -> int:
+        return self.width
+
+    def obtain(self, family: Family, job: EvaluationJob) -> Obtained:
+        from l0eval.saes.loaders import load_family
+
+        saes = load_family(family.name, self.saes, self.d_in, job.device)
+        members = [MemberInfo(m.id, m.nominal_l0, trained_here=m.trained_here) for m in self.saes]
+        return Obtained(saes, members, NOT_TRAINED)
+
+    def subset(self, ids: list[str]) -> MemberSource:
+        by_id = {member.id: member for member in self.saes}
+        return replace(self, saes=tuple(by_id[member_id] for member_id in ids))
+
+    def member_content(self) -> dict[str, Any]:
+        return {member.id: asdict(member) for member in self.saes}
+
+    def estimated_bytes(self, ids: list[str]) -> int:
+        """The SAEs' weights plus one 4096-token batch of latent activations (freed SAE by SAE)."""
+        by_id = {member.id: member for member in self.saes}
+        widths = [self._member_width(by_id[member_id]) for member_id in ids]
+        weights = sum(2 * self.d_in * width + width + self.d_in for width in widths)
+        return FLOAT_BYTES * (weights + 4096 * max(widths, default=0))
+
+    def _member_width(self, member: LoadedMember) -> int:
+        """The family's declared width, else the local folder's cfg.json ``d_sae``; 0 if unknown before download."""
+        if self.width:
+            return self.width
+        cfg = Path(member.path) / "cfg.json"
+        if member.is_local and cfg.is_file():
+            return int(json.loads(cfg.read_text()).get("d_sae", 0))
+        return 0
+
+    def record(self, family: Family, snd_n: list[int]) -> dict[str, Any]:
+        activations = {} if family.activations is None else {family.activations.kind: family.activations.record()}
+        return {"name": family.name, "kind": "saes", "description": family.description, "d_in": self.d_in,
+                "source": self.origin, "activations": activations, "spec_path": family.spec_path,
+                "selectors": {"snd_n": snd_n},
+                "members": [{"id": m.id, "path": m.path, "repo_id": m.repo_id, "format": m.format,
+                             "nominal_l0": m.nominal_l0, "trained_here": m.trained_here,
+                             **({"training": m.training} if m.trained_here else {})} for m in self.saes]}
+
+    def content(self, family: Family) -> dict[str, Any]:
+        activations = {} if family.activations is None else family.activations.content()
+        return {"name": family.name, "d_in": self.d_in, "activations": activations}
+
+    def describe(self, family: Family) -> str:
+        from l0eval.saes.hub_cache import is_cached
+
+        lines = [f"{family.name}: {family.description}",
+                 f"model {self.model}, hook {self.hook}, d_in {self.d_in}, width {self.width}, "
+                 f"{self.architecture}, source {self.origin}", ""]
+        for member in self.saes:
+            where = member.path if member.is_local else f"{member.release or member.repo_id}:{member.path}"
+            l0 = "-" if member.nominal_l0 is None else f"{member.nominal_l0:g}"
+            lines.append(f"  {member.id:36s} nominal L0 {l0:>6s}  "
+                         f"{'cached' if is_cached(member) else 'not cached':10s} {where}")
+        return "\n".join(lines)
+
+    def table_row(self, family: Family) -> list[str]:
+        from l0eval.saes.hub_cache import is_cached
+
+        l0s = self.l0_range()
+        cached = sum(is_cached(m) for m in self.saes)
+        return [self.model, str(self.layer), str(self.width), self.architecture, str(len(self.saes)),
+                f"{l0s[0]:g}-{l0s[1]:g}" if l0s else "from config",
+                _size(self.download_bytes) if self.d_in else "?", f"{cached}/{len(self.saes)}"]
+
+    def download(self, family: Family) -> Iterator[str]:
+        from l0eval.saes.loaders import load_member
+
+        for member in self.saes:
+            sae = load_member(member, self.d_in or None)
+            yield (f"{member.id}: {sae.cfg.architecture()} d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} "
+                   f"nominal L0 {member.nominal_l0 if member.nominal_l0 is not None else '-'}  ok")
+
+    def needs(self, family: Family) -> list:
+        from l0eval.family.readiness import loaded_needs
+
+        return loaded_needs(family, self)
+
+    def with_trained(self, trained: list[dict[str, Any]], activations: ActivationSource | None) -> MemberSource:
+        added = tuple(LoadedMember(id=f"trained_{Path(m['path']).name}", nominal_l0=m["nominal_l0"],
+                                   format="sae_lens", path=m["path"], trained_here=True,
+                                   training={key: value for key, value in m.items()
+                                             if key not in ("path", "nominal_l0")})
+                      for m in trained if activations is None or activations.trained_with(m))
+        return replace(self, saes=self.saes + added) if added else self
+
+
+def _members_from_trainers(raw: dict, where: str) -> tuple[LoadedMember, ...]:
+    trainers = number_list(raw["trainers"], f"{where}.trainers")
     nominal = raw.get("nominal_l0", [None] * len(trainers))
-    if len(nominal) != len(trainers):
-        raise SpecError(f"family {name}: nominal_l0 has {len(nominal)} entries for {len(trainers)} trainers")
-    return tuple(Member(id=f"trainer_{i}", nominal_l0=None if l0 is None else float(l0), format=raw["source"],
-                        path=raw["path"].format(i=i), repo_id=raw["repo_id"])
+    if not isinstance(nominal, list) or len(nominal) != len(trainers):
+        raise SpecError(f"'{where}.nominal_l0' must list one L0 (or null) per trainer ({len(trainers)})")
+    nominal = [None if l0 is None else float(number(l0, f"{where}.nominal_l0[{i}]")) for i, l0 in enumerate(nominal)]
+    return tuple(LoadedMember(id=f"trainer_{i}", nominal_l0=l0, format=raw["source"], path=raw["path"].format(i=i),
+                              repo_id=raw["repo_id"])
                  for i, l0 in zip(trainers, nominal))
 
 
@@ -92,7 +211,7 @@ def sae_lens_releases() -> dict[str, dict]:
         return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def members_from_sae_lens_release(release: str, id_regex: str) -> tuple[Member, ...]:
+def members_from_sae_lens_release(release: str, id_regex: str) -> tuple[LoadedMember, ...]:
     """Members of a SAELens release whose ids match ``id_regex``; the first regex group (else the
     release's ``l0`` metadata) is the nominal L0. Sorted by nominal L0."""
     info = sae_lens_releases().get(release)
@@ -105,7 +224,7 @@ def members_from_sae_lens_release(release: str, id_regex: str) -> tuple[Member, 
         if match is None:
             continue
         l0 = float(match.group(1)) if match.groups() else entry.get("l0")
-        members.append(Member(id=entry["id"], nominal_l0=None if l0 is None else float(l0),
+        members.append(LoadedMember(id=entry["id"], nominal_l0=None if l0 is None else float(l0),
                               format="sae_lens_release", path=str(entry["path"]), repo_id=info["repo_id"],
                               release=release, converter=info.get("conversion_func")))
     if not members:
@@ -113,27 +232,60 @@ def members_from_sae_lens_release(release: str, id_regex: str) -> tuple[Member, 
     return tuple(sorted(members, key=lambda m: (m.nominal_l0 is None, m.nominal_l0)))
 
 
-def _family_from_registry_entry(raw: dict) -> SAEFamily:
-    name = raw["name"]
-    if raw["source"] == "sae_lens_release":
+_REGISTRY_KEYS = {"name", "description", "model", "hook", "layer", "d_in", "width", "architecture", "source"}
+# the keys each kind of registry source needs beside those
+_REGISTRY_SOURCE_KEYS = {"sae_lens_release": {"release", "id_regex"},
+                         "dictionary_learning": {"repo_id", "path", "trainers"}}
+_REGISTRY_OPTIONAL = {"layer", "nominal_l0"}
+
+
+def _family_from_registry_entry(raw: Any, where: str) -> Family:
+    source = raw.get("source") if isinstance(raw, dict) else None
+    if source not in _REGISTRY_SOURCE_KEYS:
+        raise SpecError(f"'{where}.source' must be one of {', '.join(_REGISTRY_SOURCE_KEYS)}, got {source!r}")
+    keys = _REGISTRY_KEYS | _REGISTRY_SOURCE_KEYS[source]
+    check_keys(raw, keys | _REGISTRY_OPTIONAL, where, required=keys - _REGISTRY_OPTIONAL)
+    name = family_name(raw["name"], f"{where}.name")
+    if source == "sae_lens_release":
         members = members_from_sae_lens_release(raw["release"], raw["id_regex"])
     else:
-        members = _members_from_trainers(raw, name)
-    return SAEFamily(name=name, description=raw["description"], model=raw["model"], hook=raw["hook"],
-                     d_in=raw["d_in"], width=raw["width"], architecture=raw["architecture"],
-                     source=raw["source"], members=members, layer=raw.get("layer"))
+        members = _members_from_trainers(raw, where)
+    layer = raw.get("layer")
+    saes = LoadedSAEs(members, d_in=number(raw["d_in"], f"{where}.d_in"), width=number(raw["width"], f"{where}.width"),
+                      model=str(raw["model"]), hook=str(raw["hook"]), architecture=str(raw["architecture"]),
+                      origin=source, layer=None if layer is None else number(layer, f"{where}.layer"))
+    return loaded_family(name, str(raw["description"]), saes)
+
+
+def parse_registry(raw: Any, path: Path) -> dict[str, Family]:
+    """A hub registry file (``families: [...]``), checked as strictly as a user's family file."""
+    try:
+        entries = check_keys(raw, {"families"}, "", required={"families"})["families"]
+        if not isinstance(entries, list):
+            raise SpecError("'families' must be a list")
+        families = {}
+        for index, entry in enumerate(entries):
+            family = _family_from_registry_entry(entry, f"families[{index}]")
+            if family.name in families:
+                raise SpecError(f"family '{family.name}' is listed twice")
+            families[family.name] = family
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc
+    return families
+
+
+def loaded_family(name: str, description: str, saes: LoadedSAEs, activations: ActivationSource | None = None,
+                  spec_path: str = "") -> Family:
+    """A family of existing SAEs; judged by whatever its activations give (none without activations)."""
+    return Family(name=name, description=description, kind="saes", members=saes, activations=activations,
+                  ground_truth=activations.ground_truth() if activations is not None else NO_GROUND_TRUTH,
+                  spec_path=spec_path)
 
 
 @cache
-def hub_families() -> dict[str, SAEFamily]:
+def hub_families() -> dict[str, Family]:
     """The registry shipped in ``l0eval/family/registry.yaml``, by name."""
-    entries = yaml.safe_load(HUB_REGISTRY.read_text())["families"]
-    families = {}
-    for raw in entries:
-        if raw["name"] in families:
-            raise SpecError(f"{HUB_REGISTRY}: family '{raw['name']}' is listed twice")
-        families[raw["name"]] = _family_from_registry_entry(raw)
-    return families
+    return parse_registry(read_yaml_file(HUB_REGISTRY), HUB_REGISTRY)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +294,7 @@ def hub_families() -> dict[str, SAEFamily]:
 _MEMBER_KEYS = {"id", "path", "repo_id", "release", "format", "nominal_l0", "cfg_overrides"}
 
 
-def _parse_member(raw: Any, index: int, base: Path) -> Member:
+def _parse_member(raw: Any, index: int, base: Path) -> LoadedMember:
     where = f"members[{index}]"
     member = check_keys(raw, _MEMBER_KEYS, where, required={"path"})
     repo_id, release = member.get("repo_id"), member.get("release")
@@ -158,34 +310,15 @@ def _parse_member(raw: Any, index: int, base: Path) -> Member:
                             "sae_weights.safetensors)")
     nominal = member.get("nominal_l0")
     if nominal is not None:
-        nominal = float(number(nominal, f"{where}.nominal_l0", low=0.0, low_open=True))
+        nominal = float(number(nominal, f"{where}.nominal_l0"))
     overrides = member.get("cfg_overrides", {})
     if not isinstance(overrides, dict):
         raise SpecError(f"'{where}.cfg_overrides' must be a mapping")
-    return Member(id=str(member.get("id", Path(path).name)), nominal_l0=nominal, format=fmt, path=path,
+    return LoadedMember(id=str(member.get("id", Path(path).name)), nominal_l0=nominal, format=fmt, path=path,
                   repo_id=repo_id, release=release, cfg_overrides=overrides)
 
 
-def _parse_activations(raw: Any, base: Path, hook: str, model: str) -> dict[str, Any]:
-    """``{toy: NAME}`` (a toy's data) or an LLM corpus (``{model, hook, texts | dataset, ...}``)."""
-    if isinstance(raw, dict) and "toy" in raw:
-        return check_keys(raw, {"toy"}, "activations")
-    if not raw:
-        return {}
-    from l0eval.family.llm_spec import parse_llm_activations
-
-    return {"llm": parse_llm_activations(raw, base, hook, model)}
-
-
-def _trained_on(member: dict, activations: dict) -> bool:
-    """Whether a trained-here member was trained on the positions the family now evaluates: after the
-    family file switches ``exclude_bos``, SAEs trained the other way are left out (and `l0eval train`
-    makes new ones). Members recorded before the option existed were trained with BOS."""
-    llm = activations.get("llm")
-    return llm is None or member.get("exclude_bos", False) == llm.exclude_bos
-
-
-def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
+def parse_sae_family(raw: Any, source_path: Path) -> Family:
     """A user family (``kind: saes``): members in local folders, hub repos or SAELens releases."""
     top = check_keys(raw, {"name", "kind", "description", "model", "hook", "d_in", "width", "architecture",
                             "members", "activations", "build"}, "", required={"name", "kind", "d_in", "members"})
@@ -194,15 +327,10 @@ def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     members = tuple(_parse_member(m, i, source_path.parent) for i, m in enumerate(top["members"]))
     if len({m.id for m in members}) != len(members):
         raise SpecError("member ids must be unique (set 'id' where folder names repeat)")
-    activations = _parse_activations(top.get("activations", {}), source_path.parent, str(top.get("hook", "")),
-                                     str(top.get("model", "")))
-    members += tuple(Member(id=f"trained_{Path(m['path']).name}", nominal_l0=m["nominal_l0"], format="sae_lens",
-                            path=m["path"], trained_here=True,
-                            training={key: value for key, value in m.items() if key not in ("path", "nominal_l0")})
-                     for m in store.trained_members(str(top["name"])) if _trained_on(m, activations))
-    return SAEFamily(name=str(top["name"]), description=str(top.get("description", "")),
-                     model=str(top.get("model", "")), hook=str(top.get("hook", "")),
-                     d_in=number(top["d_in"], "d_in", integer=True, low=1),
-                     width=number(top.get("width", 0), "width", integer=True, low=0),
-                     architecture=str(top.get("architecture", "")), source="user", members=members,
-                     activations=activations, spec_path=str(source_path), build=str(top.get("build", "")))
+    model, hook = str(top.get("model", "")), str(top.get("hook", ""))
+    activations = parse_activations(top.get("activations", {}), SourceContext(source_path.parent, hook, model))
+    saes = LoadedSAEs(members, d_in=number(top["d_in"], "d_in"),
+                      width=number(top.get("width", 0), "width"), model=model, hook=hook,
+                      architecture=str(top.get("architecture", "")), build=str(top.get("build", "")))
+    return loaded_family(family_name(top["name"]), str(top.get("description", "")), saes, activations,
+                         str(source_path))

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from l0eval.errors import SpecError
-from l0eval.family.validation import check_keys, number, number_list
+from l0eval.family.validation import check_keys, family_name, number, number_list
 from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH
 from l0eval.train.dead_window import dead_feature_window_for
 
@@ -171,7 +171,7 @@ def _jsonable(value: Any) -> Any:
 
 def _parse_probabilities(value: Any, n_features: int, where: str) -> tuple[float, ...]:
     if isinstance(value, list):
-        probabilities = number_list(value, where, low=0.0, high=1.0)
+        probabilities = number_list(value, where)
         if len(probabilities) != n_features:
             raise SpecError(f"'{where}' has {len(probabilities)} entries but toy.n_features is {n_features}")
         return tuple(float(p) for p in probabilities)
@@ -179,11 +179,11 @@ def _parse_probabilities(value: Any, n_features: int, where: str) -> tuple[float
     if len(value) != 1:
         raise SpecError(f"'{where}' needs exactly one of 'linear', 'constant' or a list")
     if "constant" in value:
-        p = number(value["constant"], f"{where}.constant", low=0.0, high=1.0)
+        p = number(value["constant"], f"{where}.constant")
         return (float(p),) * n_features
     linear = check_keys(value["linear"], {"high", "low"}, f"{where}.linear", required={"high", "low"})
-    high = number(linear["high"], f"{where}.linear.high", low=0.0, high=1.0)
-    low = number(linear["low"], f"{where}.linear.low", low=0.0, high=1.0)
+    high = number(linear["high"], f"{where}.linear.high")
+    low = number(linear["low"], f"{where}.linear.low")
     return linear_probabilities(n_features, float(high), float(low))
 
 
@@ -195,29 +195,29 @@ def _parse_correlation(value: Any, n_features: int, where: str) -> Correlation:
         raise SpecError(f"'{where}' needs exactly one of 'random', 'star' or null")
     if "star" in value:
         star = check_keys(value["star"], {"rho", "feature"}, f"{where}.star", required={"rho"})
-        rho = number(star["rho"], f"{where}.star.rho", low=-1.0, high=1.0)
-        feature = number(star.get("feature", 0), f"{where}.star.feature", integer=True, low=0, high=n_features - 1)
+        rho = number(star["rho"], f"{where}.star.rho")
+        feature = number(star.get("feature", 0), f"{where}.star.feature", high=n_features - 1)
         return StarCorrelation(rho=float(rho), feature=feature)
     rnd = check_keys(value["random"], {"seed", "positive_ratio", "strength", "sparsity"}, f"{where}.random")
     defaults = RandomCorrelation()
     strength = rnd.get("strength", list(defaults.strength))
-    strength = number_list(strength, f"{where}.random.strength", low=0.0, high=1.0)
+    strength = number_list(strength, f"{where}.random.strength")
     if len(strength) != 2 or strength[0] > strength[1]:
         raise SpecError(f"'{where}.random.strength' must be [low, high] with low <= high, got {list(strength)}")
     return RandomCorrelation(
-        seed=number(rnd.get("seed", defaults.seed), f"{where}.random.seed", integer=True),
+        seed=number(rnd.get("seed", defaults.seed), f"{where}.random.seed"),
         positive_ratio=float(number(rnd.get("positive_ratio", defaults.positive_ratio),
-                                     f"{where}.random.positive_ratio", low=0.0, high=1.0)),
+                                     f"{where}.random.positive_ratio")),
         strength=(float(strength[0]), float(strength[1])),
-        sparsity=float(number(rnd.get("sparsity", defaults.sparsity), f"{where}.random.sparsity", low=0.0, high=1.0)),
+        sparsity=float(number(rnd.get("sparsity", defaults.sparsity), f"{where}.random.sparsity")),
     )
 
 
 def _parse_toy(raw: Any) -> ToySpec:
     toy = check_keys(raw, {"n_features", "d_model", "probabilities", "correlation", "magnitude", "embedding"},
                       "toy", required={"n_features", "d_model", "probabilities"})
-    n_features = number(toy["n_features"], "toy.n_features", integer=True, low=1)
-    d_model = number(toy["d_model"], "toy.d_model", integer=True, low=1)
+    n_features = number(toy["n_features"], "toy.n_features")
+    d_model = number(toy["d_model"], "toy.d_model")
     magnitude = check_keys(toy.get("magnitude", {}), {"mean", "std"}, "toy.magnitude")
     embedding = check_keys(toy.get("embedding", {}), {"seed", "steps"}, "toy.embedding")
     return ToySpec(
@@ -225,22 +225,22 @@ def _parse_toy(raw: Any) -> ToySpec:
         d_model=d_model,
         probabilities=_parse_probabilities(toy["probabilities"], n_features, "toy.probabilities"),
         correlation=_parse_correlation(toy.get("correlation"), n_features, "toy.correlation"),
-        magnitude_mean=float(number(magnitude.get("mean", 1.0), "toy.magnitude.mean", low=0.0, low_open=True)),
-        magnitude_std=float(number(magnitude.get("std", 0.15), "toy.magnitude.std", low=0.0)),
-        embedding_seed=number(embedding.get("seed", 0), "toy.embedding.seed", integer=True),
-        embedding_steps=number(embedding.get("steps", 1000), "toy.embedding.steps", integer=True, low=0),
+        magnitude_mean=float(number(magnitude.get("mean", 1.0), "toy.magnitude.mean")),
+        magnitude_std=float(number(magnitude.get("std", 0.15), "toy.magnitude.std")),
+        embedding_seed=number(embedding.get("seed", 0), "toy.embedding.seed"),
+        embedding_steps=number(embedding.get("steps", 1000), "toy.embedding.steps"),
     )
 
 
 def _parse_k_values(raw: Any, d_sae: int) -> tuple[float, ...]:
     if isinstance(raw, dict):
         rng = check_keys(raw, {"range"}, "sae.k", required={"range"})["range"]
-        bounds = number_list(rng, "sae.k.range", integer=True, low=1)
+        bounds = number_list(rng, "sae.k.range")
         if len(bounds) != 2 or bounds[0] > bounds[1]:
             raise SpecError(f"'sae.k.range' must be [first, last] with first <= last, got {rng}")
         values = tuple(float(k) for k in range(bounds[0], bounds[1] + 1))
     else:
-        values = tuple(float(k) for k in number_list(raw, "sae.k", low=0.0, low_open=True))
+        values = tuple(float(k) for k in number_list(raw, "sae.k"))
     for k in values:
         if k > d_sae:
             raise SpecError(f"'sae.k' value {k:g} is larger than sae.d_sae={d_sae}: a BatchTopK SAE cannot keep "
@@ -252,7 +252,7 @@ def _parse_k_values(raw: Any, d_sae: int) -> tuple[float, ...]:
 
 def _parse_sae(raw: Any, toy: ToySpec) -> SAESpec:
     sae = check_keys(raw, {"d_sae", "k", "init"}, "sae", required={"d_sae", "k"})
-    d_sae = number(sae["d_sae"], "sae.d_sae", integer=True, low=1)
+    d_sae = number(sae["d_sae"], "sae.d_sae")
     init = sae.get("init", "random")
     if init not in ("random", "ground_truth"):
         raise SpecError(f"'sae.init' must be 'random' or 'ground_truth', got {init!r}")
@@ -266,15 +266,15 @@ def _parse_training(raw: Any) -> TrainingSpec:
     defaults = TrainingSpec()
     seeds = tr.get("seeds", list(defaults.seeds))
     spec = TrainingSpec(
-        samples=number(tr.get("samples", defaults.samples), "training.samples", integer=True, low=1),
-        batch_size=number(tr.get("batch_size", defaults.batch_size), "training.batch_size", integer=True, low=1),
-        lr=float(number(tr.get("lr", defaults.lr), "training.lr", low=0.0, low_open=True)),
-        seeds=tuple(number_list(seeds, "training.seeds", integer=True, low=0)),
-        data_seed=number(tr.get("data_seed", defaults.data_seed), "training.data_seed", integer=True, low=0),
-        dead_feature_window=number(tr["dead_feature_window"], "training.dead_feature_window", integer=True, low=1)
+        samples=number(tr.get("samples", defaults.samples), "training.samples"),
+        batch_size=number(tr.get("batch_size", defaults.batch_size), "training.batch_size"),
+        lr=float(number(tr.get("lr", defaults.lr), "training.lr")),
+        seeds=tuple(number_list(seeds, "training.seeds")),
+        data_seed=number(tr.get("data_seed", defaults.data_seed), "training.data_seed"),
+        dead_feature_window=number(tr["dead_feature_window"], "training.dead_feature_window")
         if "dead_feature_window" in tr else None,
         aux_loss_coefficient=float(number(tr.get("aux_loss_coefficient", defaults.aux_loss_coefficient),
-                                           "training.aux_loss_coefficient", low=0.0)),
+                                           "training.aux_loss_coefficient")),
         normalize_decoder=tr.get("normalize_decoder", defaults.normalize_decoder),
     )
     if not isinstance(spec.normalize_decoder, bool):
@@ -288,11 +288,11 @@ def _parse_training(raw: Any) -> TrainingSpec:
 
 def _parse_evaluation(raw: Any, d_sae: int) -> EvaluationSpec:
     ev = check_keys(raw, {"samples", "seed", "n_values"}, "evaluation")
-    n_values = tuple(number_list(ev["n_values"], "evaluation.n_values", integer=True, low=1, high=d_sae - 1)) \
+    n_values = tuple(number_list(ev["n_values"], "evaluation.n_values", high=d_sae - 1)) \
         if "n_values" in ev else ()
     return EvaluationSpec(
-        samples=number(ev.get("samples", EvaluationSpec.samples), "evaluation.samples", integer=True, low=1),
-        seed=number(ev.get("seed", EvaluationSpec.seed), "evaluation.seed", integer=True, low=0),
+        samples=number(ev.get("samples", EvaluationSpec.samples), "evaluation.samples"),
+        seed=number(ev.get("seed", EvaluationSpec.seed), "evaluation.seed"),
         n_values=n_values,
     )
 
@@ -301,17 +301,16 @@ def _parse_selectors(raw: Any, d_sae: int) -> SelectorSpec:
     sel = check_keys(raw, {"snd_n", "canonical_target"}, "selectors")
     default_n = [min(d_sae - 1, max(1, round(DEFAULT_N_OVER_WIDTH * d_sae)))]
     return SelectorSpec(
-        snd_n=tuple(number_list(sel.get("snd_n", default_n), "selectors.snd_n", integer=True, low=1,
+        snd_n=tuple(number_list(sel.get("snd_n", default_n), "selectors.snd_n",
                                  high=d_sae - 1)),
-        canonical_target=float(number(sel.get("canonical_target", 100.0), "selectors.canonical_target",
-                                       low=0.0, low_open=True)),
+        canonical_target=float(number(sel.get("canonical_target", 100.0), "selectors.canonical_target")),
     )
 
 
 def _parse_mixing(raw: Any, toy: ToySpec) -> MixingSpec:
     mix = check_keys(raw, {"rho", "feature"}, "mixing", required={"rho"})
-    feature = number(mix.get("feature", 0), "mixing.feature", integer=True, low=0, high=toy.n_features - 1)
-    return MixingSpec(rho=tuple(float(r) for r in number_list(mix["rho"], "mixing.rho", low=-1.0, high=1.0)),
+    feature = number(mix.get("feature", 0), "mixing.feature", high=toy.n_features - 1)
+    return MixingSpec(rho=tuple(float(r) for r in number_list(mix["rho"], "mixing.rho")),
                       feature=feature)
 
 
@@ -319,8 +318,7 @@ def parse_family(raw: Any, source: str = "") -> FamilySpec:
     """Validate a family mapping (as loaded from YAML) into a ``FamilySpec``."""
     top = check_keys(raw, {"name", "kind", "description", "toy", "sae", "training", "evaluation", "selectors",
                             "mixing"}, "", required={"name", "kind", "toy", "sae"})
-    if not isinstance(top["name"], str) or not top["name"].strip():
-        raise SpecError("'name' must be a non-empty string")
+    family_name(top["name"])
     kind = top["kind"]
     if kind not in ("toy", "toy-mixing"):
         raise SpecError(f"'kind' must be 'toy' or 'toy-mixing', got {kind!r}")
@@ -372,7 +370,7 @@ def builtin_family_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def resolve_family(name_or_path: str) -> FamilySpec:
+def toy_spec_by_name(name_or_path: str) -> FamilySpec:
     """A built-in family by name (``toy``) or a YAML file by path."""
     candidate = BUILTIN_DIR / f"{name_or_path}.yaml"
     if candidate.is_file():

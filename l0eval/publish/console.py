@@ -8,7 +8,7 @@ from l0eval.metrics.registry import CONSOLE_COLUMNS, METRICS
 from l0eval.selection.selectors import snd_column
 
 
-def _fmt(value, digits: int = 3) -> str:
+def _num(value, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -27,23 +27,23 @@ def l0_table(results: dict) -> str:
         if column == "measured_l0" and "feature_recovery" in by_l0:
             continue  # toys: BatchTopK makes the measured L0 equal to k
         if column in by_l0:
-            columns[header] = by_l0[column].map(_fmt)
+            columns[header] = by_l0[column].map(_num)
         if column == "variance_explained" and gt:
-            columns["VE(GT SAE)"] = by_l0["l0"].map(lambda k: _fmt(gt.get(k)))
+            columns["VE(GT SAE)"] = by_l0["l0"].map(lambda k: _num(gt.get(k)))
     for n in results["family"]["selectors"]["snd_n"]:
-        columns[f"s_{n}"] = by_l0[snd_column(n)].map(_fmt)
+        columns[f"s_{n}"] = by_l0[snd_column(n)].map(_num)
     if "feature_recovery" in by_l0:
-        columns[METRICS["feature_recovery"].header] = by_l0["feature_recovery"].map(_fmt)
+        columns[METRICS["feature_recovery"].header] = by_l0["feature_recovery"].map(_num)
     return pd.DataFrame(columns).to_string(index=False)
 
 
 def selector_table(results: dict) -> str:
     rows = []
     for name, entry in results["selectors"].items():
-        rows.append({"selector": name, "chosen L0": _fmt(entry["chosen_l0"]), "error": _fmt(entry.get("error")),
+        rows.append({"selector": name, "chosen L0": _num(entry["chosen_l0"]), "error": _num(entry.get("error")),
                      "within 1": {True: "yes", False: "no", None: "-"}[entry.get("within_one")],
                      "seeds within 1": entry.get("replicates_within_one", "-"),
-                     "recovery of pick": _fmt(entry.get("feature_recovery"))})
+                     "recovery of pick": _num(entry.get("feature_recovery"))})
     return pd.DataFrame(rows).to_string(index=False)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from l0eval.errors import ResultsError
 from l0eval.family.sae_lens_ids import member_identity
@@ -123,17 +124,16 @@ def _mean(values: list[float]) -> float | None:
 def cell_view(row: dict | None) -> dict:
     """What one table cell shows: the choice, its error and regret, the bootstrap's doubt, a colour class."""
     if row is None or (isinstance(row, float) and math.isnan(row)):
-        return {"css": "absent", "main": "", "sub": "", "doubt": "", "title": "not run on this family"}
+        return {"css": "absent", "main": "", "sub": "", "regret": "", "doubt": "", "title": "not run on this family"}
     steps = row.get("error_steps")
     censored = bool(row.get("censored"))
     if row.get("chosen_l0") is None and steps is None:
-        return {"css": "none", "main": "none", "sub": "no decisive point", "doubt": "", "title": ""}
+        return {"css": "none", "main": "none", "sub": "no decisive point", "regret": "", "doubt": "", "title": ""}
     if is_expectation(row):  # no single choice: the expected |steps| of a random pick
         main, sub = f"|{fmt(steps, 2)}|", "expected steps"
     else:
         main, sub = fmt(row["chosen_l0"]), "" if steps is None else _steps_text(steps)
-    if row.get("regret") is not None:
-        sub += f" · regret {fmt(row['regret'], 2)}"
+    regret = "" if row.get("regret") is None else f"regret {fmt(row['regret'], 2)}"
     plausible = row.get("plausible_l0s") or []
     doubt = f"≈{fmt(min(plausible))}–{fmt(max(plausible))}" if len(plausible) > 1 else ""
     css = "censored" if censored else _step_class(steps)
@@ -142,7 +142,7 @@ def cell_view(row: dict | None) -> dict:
         f"90% interval {fmt(interval[0])}–{fmt(interval[1])}" if interval else "",
         f"point share {fmt(row['point_share'], 2)}" if row.get("point_share") is not None else "",
         "target at a grid end: censored, not counted" if censored else "") if part)
-    return {"css": css, "main": main, "sub": sub, "doubt": doubt, "title": title}
+    return {"css": css, "main": main, "sub": sub, "regret": regret, "doubt": doubt, "title": title}
 
 
 def _steps_text(steps: float) -> str:
@@ -239,6 +239,8 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(["html"]), keep_trailing_newline=True, trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["md"] = lambda text: str(text).replace("|", "\\|")
+    # a line may break after _ and - in long names (selectors, families, metric columns)
+    env.filters["wbr"] = lambda text: Markup(str(escape(text)).replace("_", "_<wbr>").replace("-", "-<wbr>"))
     return env
 
 

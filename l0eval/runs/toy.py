@@ -1,56 +1,40 @@
-"""Run a toy family end to end: train (or reuse) its SAEs, evaluate them, apply the selectors.
+"""Toy families: train (or reuse) a toy spec's SAEs, and evaluate SAEs on a toy's data.
 
 Two kinds of toy family:
-- ``toy``: an L0 sweep (k values x seed replicates), scored against the true L0;
+- ``toy``: an L0 sweep (k values x seed replicates), scored against the true L0 by feature recovery; SAEs
+  loaded from elsewhere (``activations: {toy: NAME}``) are evaluated the same way;
 - ``toy-mixing``: the small toy's grid of (rho, k) at ground-truth init, scored by feature mixing.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from l0eval.activations.toy.model import ToyBatchSource, ToyModel, ground_truth_sae, ground_truth_weights
+from l0eval.errors import L0EvalError
+from l0eval.family.model import EvaluationJob, Family, MemberInfo, Obtained
+from l0eval.family.toy_family import ToyMember, toy_members
 from l0eval.family.toy_spec import FamilySpec
 from l0eval.metrics.reconstruction import ReconstructionAccumulator
 from l0eval.metrics.registry import metric_versions
 from l0eval.metrics.stream import evaluate_family
 from l0eval.metrics.toy_recovery import feature_mixing
-from l0eval.results import now, run_header
+from l0eval.results import build_results, now
+from l0eval.runs.notices import flag_l0_disagreements, report_skipped
 from l0eval.saes import store
 from l0eval.selection.bootstrap import BootstrapDesign, add_bootstrap
 from l0eval.selection.selectors import default_selectors, metric_row, score_selectors, snd_n_values
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, batchtopk_sae, member_seed, sae_lens_init
 
 
-@dataclass(frozen=True)
-class Member:
-    """One SAE of a toy family: its k, its seed replicate and (mixing toys) its rho."""
-
-    k: float
-    seed: int
-    rho: float | None = None
-
-    @property
-    def id(self) -> str:
-        rho = "" if self.rho is None else f"_rho{self.rho:+g}"
-        return f"k{self.k:g}{rho}_seed{self.seed}"
-
-
-def family_members(spec: FamilySpec) -> list[Member]:
-    rhos = spec.mixing.rho if spec.mixing is not None else (None,)
-    return [Member(k, seed, rho) for seed, rho, k in itertools.product(spec.training.seeds, rhos, spec.sae.k_values)]
-
-
-def _batch_source(spec: FamilySpec, model: ToyModel, members: list[Member]) -> ToyBatchSource:
+def _batch_source(spec: FamilySpec, model: ToyModel, members: list[ToyMember]) -> ToyBatchSource:
     """One data stream per (seed replicate, rho): a replicate is an independent run (its own init and
     its own data, as the paper's repeats), and training a member alone with its seed reproduces it.
-    ``family_members`` lists members stream by stream, the order the trainer expects."""
+    ``toy_members`` lists members stream by stream, the order the trainer expects."""
     keys = list(dict.fromkeys((m.seed, m.rho) for m in members))
     return ToyBatchSource([(model.sampler(rho), stream_seed(spec.training.data_seed, seed, rho)) for seed, rho in keys])
 
@@ -64,13 +48,13 @@ def _rho_tag(rho: float | None) -> int:
     return 0 if rho is None else int(round(rho * 1000)) + 10_000
 
 
-def _initial_weights(spec: FamilySpec, model: ToyModel, member: Member) -> dict[str, torch.Tensor]:
+def _initial_weights(spec: FamilySpec, model: ToyModel, member: ToyMember) -> dict[str, torch.Tensor]:
     if spec.sae.init == "ground_truth":
         return ground_truth_weights(model.embedding, spec.sae.d_sae)
     return sae_lens_init(spec.toy.d_model, spec.sae.d_sae, member_seed(member.seed, member.k, _rho_tag(member.rho)))
 
 
-def train_or_load(spec: FamilySpec, model: ToyModel, members: list[Member], device: str,
+def train_or_load(spec: FamilySpec, model: ToyModel, members: list[ToyMember], device: str,
                   progress: bool = True) -> tuple[list, dict]:
     """The family's SAEs (sae-lens objects) and a note on how they were obtained.
 
@@ -119,24 +103,52 @@ def _reconstruction(sae, x: torch.Tensor) -> dict[str, float]:
     return acc.compute()
 
 
-def run_toy_family(spec: FamilySpec, device: str = "cpu", progress: bool = True) -> dict:
-    """Train/evaluate an L0-sweep toy family and score every selector against the true L0."""
-    header = run_header(device)
+def obtain_trained(spec: FamilySpec, job: EvaluationJob) -> Obtained:
+    members = toy_members(spec)
+    saes, training_info = train_or_load(spec, ToyModel(spec.toy), members, job.device, job.progress)
+    return Obtained(saes, [MemberInfo(m.id, m.k, m.seed, m.rho, trained_here=True) for m in members], training_info,
+                    trained_from_spec=True)
+
+
+def evaluate_on_toy(spec: FamilySpec, family: Family, obtained: Obtained, job: EvaluationJob) -> dict:
+    """The family's SAEs on the toy's evaluation data, as its ground truth's score asks."""
+    return _ASSESSMENTS[family.ground_truth.score](spec, family, obtained, job)
+
+
+def _sweep_results(spec: FamilySpec, family: Family, obtained: Obtained, job: EvaluationJob) -> dict:
+    """An L0 sweep: metrics for every SAE and every selector scored against the true L0; SAEs trained here
+    from this spec also get the paper's reconstruction checks."""
     model = ToyModel(spec.toy)
-    members = family_members(spec)
-    saes, training_info = train_or_load(spec, model, members, device, progress)
+    if obtained.saes[0].cfg.d_in != spec.toy.d_model:
+        raise L0EvalError(f"family '{family.name}' has d_in {obtained.saes[0].cfg.d_in} but toy '{spec.name}' has "
+                          f"d_model {spec.toy.d_model}")
     x, features = eval_batch(model, spec)
-    identities = [{"id": m.id, "l0": m.k, "seed": m.seed, "trained_here": True} for m in members]
-    assessment = assess_on_toy(spec, model, saes, identities, x, features)
-    return {
-        "schema_version": 1,
-        "family": spec.to_dict(),
-        "run": {**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
-                "evaluation": assessment.pop("evaluation"), "metric_versions": metric_versions()},
-        **assessment,
-        "reference": _paper_reference_checks(spec, model, members, saes, x,
-                                             {entry["id"]: entry["metrics"]["mse"] for entry in assessment["saes"]}),
-    }
+    identities = [{"id": m.id, "l0": _sweep_l0(m, sae), "seed": m.seed, "trained_here": m.trained_here}
+                  for m, sae in zip(obtained.members, obtained.saes)]
+    assessment = assess_on_toy(spec, model, obtained.saes, identities, x, features)
+    run = {**job.header, "finished": now(), "seeds": _seeds(spec) if obtained.trained_from_spec else
+           {"evaluation_data": spec.evaluation.seed}, "training": obtained.training,
+           "evaluation": assessment.pop("evaluation"), "metric_versions": metric_versions()}
+    reference = None
+    if obtained.trained_from_spec:
+        members = toy_members(spec)
+        reference = _paper_reference_checks(spec, model, members, obtained.saes, x,
+                                            {entry["id"]: entry["metrics"]["mse"] for entry in assessment["saes"]})
+    else:
+        flag_l0_disagreements(assessment["saes"])
+        run["downstream"] = {"skipped": {name: "needs an LLM family (toy activations have no text)"
+                                         for name in ("probing", "absorption") if job.downstream.wants(name)}}
+        report_skipped(run["downstream"]["skipped"])
+    return build_results(family=family.members.record(family, list(spec.selectors.snd_n)), run=run, **assessment,
+                         reference=reference)
+
+
+def _sweep_l0(member: MemberInfo, sae) -> float:
+    """The sweep axis: the member's nominal L0, else its config's k."""
+    nominal = member.nominal_l0 if member.nominal_l0 is not None else getattr(sae.cfg, "k", None)
+    if nominal is None:
+        raise L0EvalError(f"member '{member.id}' has no nominal_l0 and its config has no k; set nominal_l0")
+    return float(nominal)
 
 
 def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: list[dict], x: torch.Tensor,
@@ -180,7 +192,7 @@ def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: lis
 BOOTSTRAP_BATCHES = 10
 
 
-def _paper_reference_checks(spec: FamilySpec, model: ToyModel, members: list[Member], saes: list,
+def _paper_reference_checks(spec: FamilySpec, model: ToyModel, members: list[ToyMember], saes: list,
                             x: torch.Tensor, mse_by_id: dict[str, float]) -> dict:
     """The paper's two reconstruction claims, measured on this family.
 
@@ -192,13 +204,13 @@ def _paper_reference_checks(spec: FamilySpec, model: ToyModel, members: list[Mem
     forced = []
     seed0 = spec.training.seeds[0]
     by_id = {m.id: sae for m, sae in zip(members, saes)}
-    correct = by_id.get(Member(true_k, seed0).id)
+    correct = by_id.get(ToyMember(true_k, seed0).id)
     if correct is not None:
         for k in [k for k in spec.sae.k_values if k < true_k]:
             forced_sae = batchtopk_sae({name: t.cpu() for name, t in correct.state_dict().items()}, k,
                                        correct.cfg.rescale_acts_by_decoder_norm)
             forced.append({"l0": k, "true_l0_sae_mse": _reconstruction(forced_sae, x)["mse"],
-                           "trained_at_l0_mse": mse_by_id[Member(k, seed0).id]})
+                           "trained_at_l0_mse": mse_by_id[ToyMember(k, seed0).id]})
     return {"ground_truth_sae": ground_truth, "true_l0_sae_at_lower_l0": forced}
 
 
@@ -211,39 +223,33 @@ def _seeds(spec: FamilySpec) -> dict:
             "member_data": "numpy SeedSequence([training_data, replicate seed, rho tag]) per (replicate, rho)"}
 
 
-def run_mixing_family(spec: FamilySpec, device: str = "cpu", progress: bool = True) -> dict:
+def _mixing_results(spec: FamilySpec, family: Family, obtained: Obtained, job: EvaluationJob) -> dict:
     """The small toy: SAEs initialised at the ground truth drift towards the correlated feature when k < true L0."""
-    header = run_header(device)
     model = ToyModel(spec.toy)
-    members = family_members(spec)
-    saes, training_info = train_or_load(spec, model, members, device, progress)
     feature = spec.mixing.feature
     inputs = {rho: eval_batch(model, spec, rho)[0] for rho in spec.mixing.rho}
     records = []
-    for member, sae in zip(members, saes):
+    for member, sae in zip(obtained.members, obtained.saes):
         recon = _reconstruction(sae, inputs[member.rho])
-        records.append({"id": member.id, "nominal_l0": member.k, "measured_l0": recon["l0"], "seed": member.seed,
-                        "rho": member.rho, "trained_here": True,
+        records.append({"id": member.id, "nominal_l0": member.nominal_l0, "measured_l0": recon["l0"],
+                        "seed": member.seed, "rho": member.rho, "trained_here": member.trained_here,
                         "metrics": {**recon, "feature_mixing": feature_mixing(sae.W_dec.cpu(), model.embedding,
                                                                               feature)}})
     table = pd.DataFrame([{"rho": r["rho"], "l0": r["nominal_l0"], "feature_mixing": r["metrics"]["feature_mixing"]}
                           for r in records])
     grid = table.groupby(["rho", "l0"], as_index=False)["feature_mixing"].agg(["mean", "std"]).reset_index()
-    return {
-        "schema_version": 1,
-        "family": spec.to_dict(),
-        "run": {**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
-                "evaluation": {"samples": spec.evaluation.samples}, "metric_versions": metric_versions()},
-        "ground_truth": {"true_l0": spec.toy.true_l0, "score": "feature_mixing",
-                         "expected": "mixing has the sign of rho for k < true L0, about 0 at rho = 0 or k = true L0"},
-        "saes": records,
-        "mixing_grid": [{key: (None if isinstance(v, float) and np.isnan(v) else v) for key, v in row.items()
-                         if key != "index"} for row in grid.to_dict(orient="records")],
-        "selectors": {},
-    }
+    return build_results(
+        family=family.members.record(family, list(spec.selectors.snd_n)),
+        run={**job.header, "finished": now(), "seeds": _seeds(spec), "training": obtained.training,
+             "evaluation": {"samples": spec.evaluation.samples}, "metric_versions": metric_versions()},
+        ground_truth={"true_l0": spec.toy.true_l0, "score": "feature_mixing",
+                      "expected": "mixing has the sign of rho for k < true L0, about 0 at rho = 0 or k = true L0"},
+        saes=records,
+        mixing_grid=[{key: value for key, value in row.items() if key != "index"}
+                     for row in grid.to_dict(orient="records")],  # NaN (one replicate's std) becomes null
+        selectors={},
+    )
 
 
-def run_family(spec: FamilySpec, device: str = "cpu", progress: bool = True) -> dict:
-    if spec.kind == "toy-mixing":
-        return run_mixing_family(spec, device, progress)
-    return run_toy_family(spec, device, progress)
+# How a toy family is assessed, by its ground truth's score
+_ASSESSMENTS = {"feature_recovery": _sweep_results, "feature_mixing": _mixing_results}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from l0eval.family.registry import Member
+from l0eval.family.registry import LoadedMember
 
 FILES_BY_FORMAT = {
     "sae_lens": ("cfg.json", "sae_weights.safetensors"),
@@ -21,18 +21,18 @@ FILES_BY_FORMAT = {
 CONVERTER_FORMATS = {None: "sae_lens", "gemma_2": "gemma_scope", "dictionary_learning_1": "dictionary_learning"}
 
 
-def storage_format(member: Member) -> str:
+def storage_format(member: LoadedMember) -> str:
     if member.format != "sae_lens_release":
         return member.format
     return CONVERTER_FORMATS.get(member.converter, "sae_lens")
 
 
-def member_files(member: Member) -> tuple[str, ...]:
+def member_files(member: LoadedMember) -> tuple[str, ...]:
     """The repo files a member needs (relative to the repo root)."""
     return tuple(f"{member.path}/{name}" for name in FILES_BY_FORMAT[storage_format(member)])
 
 
-def is_cached(member: Member) -> bool:
+def is_cached(member: LoadedMember) -> bool:
     """Whether every file the member needs is in the huggingface_hub cache (or on disk, if local)."""
     if member.is_local:
         return all((Path(member.path) / name).is_file() for name in FILES_BY_FORMAT["sae_lens"])

@@ -15,7 +15,7 @@ shapes agree with each other and with the family's d_in, weights are finite floa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from sae_lens import SAE
 from sae_lens.loading.pretrained_sae_loaders import NAMED_PRETRAINED_SAE_LOADERS
 
 from l0eval.errors import L0EvalError
-from l0eval.family.registry import Member, SAEFamily
+from l0eval.family.registry import LoadedMember
 from l0eval.saes import store
 from l0eval.saes.hub_cache import is_cached, member_files, storage_format
 
@@ -35,7 +35,7 @@ class LoadError(L0EvalError):
     """A member could not be downloaded, read or validated; the message names the file."""
 
 
-def download(member: Member) -> None:
+def download(member: LoadedMember) -> None:
     """Fetch only this member's files into the standard cache; a no-op when they are already there."""
     if member.is_local or is_cached(member):
         return
@@ -45,7 +45,7 @@ def download(member: Member) -> None:
         raise LoadError(_not_cached_message(member)) from exc
 
 
-def _not_cached_message(member: Member) -> str:
+def _not_cached_message(member: LoadedMember) -> str:
     why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "the hub could not be reached"
     return (f"{member.repo_id}/{member.path} is not in the Hugging Face cache and {why}; "
             "run once with network access to download it")
@@ -76,7 +76,7 @@ def _torch_load_weights_only() -> Iterator[None]:
 CONVERTERS = {"sae_lens": "sae_lens", "dictionary_learning": "dictionary_learning_1", "gemma_scope": "gemma_2"}
 
 
-def _converter(member: Member) -> Callable[..., Any]:
+def _converter(member: LoadedMember) -> Callable[..., Any]:
     """sae-lens's converter for the member's format, with weights-only loading and the member's overrides."""
     base = NAMED_PRETRAINED_SAE_LOADERS[member.converter or CONVERTERS[storage_format(member)]]
 
@@ -89,7 +89,7 @@ def _converter(member: Member) -> Callable[..., Any]:
     return convert
 
 
-def load_member(member: Member, d_in: int | None = None, device: str = "cpu") -> SAE:
+def load_member(member: LoadedMember, d_in: int | None = None, device: str = "cpu") -> SAE:
     """The member as a validated sae-lens SAE (downloading its files first if needed and allowed)."""
     where = member.path if member.is_local else f"{member.repo_id}/{member.path}"
     if member.is_local:
@@ -132,8 +132,10 @@ def validate_sae(sae: SAE, where: str, d_in: int | None = None) -> None:
             raise LoadError(f"{where}: {name} contains NaN or inf")
 
 
-def load_family(family: SAEFamily, device: str = "cpu") -> list[SAE]:
-    if not family.members:
-        raise L0EvalError(f"family '{family.name}' has no members yet: list some under 'members' or train them "
-                          f"with `l0eval train --family {family.name} --l0 K ...`")
-    return [load_member(member, family.d_in, device) for member in family.members]
+def load_family(name: str, members: Sequence[LoadedMember], d_in: int | None,
+                device: str = "cpu") -> list[SAE]:
+    """Every member of family ``name``, loaded and checked against the family's ``d_in``."""
+    if not members:
+        raise L0EvalError(f"family '{name}' has no members yet: list some under 'members' or train them "
+                          f"with `l0eval train --family {name} --l0 K ...`")
+    return [load_member(member, d_in, device) for member in members]

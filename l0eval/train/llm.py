@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from sae_lens import BatchTopKTrainingSAE
 
 from l0eval.activations.llm.activation_cache import ActivationCache
 from l0eval.errors import L0EvalError
+from l0eval.family.model import ActivationSource, Family
 from l0eval.saes import store
 from l0eval.train.batched import FamilyTrainer, TrainerConfig, member_seed, sae_lens_init
 from l0eval.train.dead_window import SAE_LENS_DEAD_FEATURE_WINDOW
@@ -59,26 +61,50 @@ class CacheBatchSource:
         self.generator.set_state(state.cpu())
 
 
-def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[float], width: int, samples: int,
-                      seed: int = 0, batch_size: int = 4096, lr: float = 3e-4, device: str = "cpu",
-                      progress: bool = True, exclude_bos: bool = False) -> list[dict]:
-    """Train one BatchTopK SAE per k together, save them, and add them to the family's trained members.
-    ``exclude_bos`` trains (and calibrates) on every position but each sequence's BOS."""
+@dataclass(frozen=True)
+class LLMTrainingConfig:
+    """`l0eval train`: which L0s to add to a family and how to train them."""
+
+    k_values: tuple[float, ...]
+    width: int = 0  # 0: the family's declared width
+    samples: int = 2_000_000
+    seed: int = 0
+    batch_size: int = 4096
+    lr: float = 3e-4
+    device: str = "cpu"
+    progress: bool = True
+
+
+def train_missing_l0s(family: Family, source: ActivationSource, config: LLMTrainingConfig) -> list[dict]:
+    """Train one BatchTopK SAE per k together on ``source`` (the family's activations), save them, and add them to
+    the family's trained members. A source that excludes BOS trains (and calibrates) without it."""
+    width = config.width or family.members.declared_width()
+    if not width:
+        raise L0EvalError("the family file has no 'width': pass --width")
+    cache, exclude_bos = source.training_inputs(config.device, config.progress)
+    return _train_on_cache(family.name, cache, config, width, exclude_bos)
+
+
+def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainingConfig, width: int,
+                    exclude_bos: bool) -> list[dict]:
+    k_values, samples, seed = list(config.k_values), config.samples, config.seed
+    batch_size, lr, device, progress = config.batch_size, config.lr, config.device, config.progress
     d_in = next(cache.shards()).shape[1]
     if any(not 0 < k <= width for k in k_values):
         raise L0EvalError(f"every L0 must be in (0, width={width}]; got {k_values}")
     if samples < batch_size:
         raise L0EvalError(f"--samples {samples} is smaller than one batch ({batch_size})")
-    config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
-                           normalize_decoder=True)
+    trainer_config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
+                                   normalize_decoder=True)
     # unchanged for runs from before exclude_bos and from before the window followed the budget
-    window = [] if config.window == SAE_LENS_DEAD_FEATURE_WINDOW else [f"dead_feature_window={config.window}"]
+    window = ([] if trainer_config.window == SAE_LENS_DEAD_FEATURE_WINDOW
+              else [f"dead_feature_window={trainer_config.window}"])
     fingerprint = hashlib.sha256(json.dumps([str(cache.directory), k_values, width, samples, seed, batch_size, lr,
                                              *(["exclude_bos"] if exclude_bos else []), *window])
                                  .encode()).hexdigest()[:16]
     run_dir = store.trained_dir(family_name) / fingerprint
     inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
-    trainer = FamilyTrainer(config, inits, k_values, CacheBatchSource(cache, seed, exclude_bos), device=device,
+    trainer = FamilyTrainer(trainer_config, inits, k_values, CacheBatchSource(cache, seed, exclude_bos), device=device,
                             workdir=run_dir / "train", fingerprint=fingerprint)
     started = time.monotonic()
     trained = trainer.fit(progress=progress)
@@ -92,11 +118,12 @@ def train_missing_l0s(family_name: str, cache: ActivationCache, k_values: list[f
     for k, sae, calibration in zip(k_values, saes, calibrations):
         folder = run_dir / f"k{k:g}"
         sae.save_inference_model(str(folder))
-        added.append({"path": str(folder), "nominal_l0": k, "samples": config.steps * batch_size, "seed": seed,
+        added.append({"path": str(folder), "nominal_l0": k, "samples": trainer_config.steps * batch_size,
+                      "seed": seed,
                       "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
                       "trained_together_with": k_values, "train_seconds": train_seconds,
                       "resumed_from_step": trainer.resumed_from_step, "device": device, "exclude_bos": exclude_bos,
-                      "dead_feature_window": config.window,
+                      "dead_feature_window": trainer_config.window,
                       "threshold_calibration": calibration})
     store.add_trained_members(family_name, added)
     (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)

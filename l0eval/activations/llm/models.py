@@ -94,3 +94,19 @@ def _convert_gguf(package_dir: Path, filename: str, target: Path) -> None:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+
+
+def estimated_model_bytes(model: str, dtype: str = "float32") -> int:
+    """Parameter count x dtype size, read from the model's config on the meta device (no weights loaded);
+    0 when the config is not on this machine (a hub model not yet downloaded, a GGUF not yet converted)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+
+    folder = store.cache_root() / "models" / model if model in NAMED_MODELS else model
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError):
+        return 0
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(config)
+    return getattr(torch, dtype).itemsize * sum(parameter.numel() for parameter in skeleton.parameters())
