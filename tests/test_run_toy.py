@@ -37,6 +37,7 @@ def assert_no_nan(value):
         assert math.isfinite(value)
 
 
+@pytest.mark.slow  # trains and evaluates toy families end to end
 def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, device):
     family = tiny_family(tmp_path)
     out = tmp_path / "results"
@@ -79,6 +80,7 @@ def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, 
     assert [s["metrics"] for s in again["saes"]] == [s["metrics"] for s in results["saes"]]
 
 
+@pytest.mark.slow  # trains and evaluates toy families end to end
 def test_interrupted_training_resumes_and_matches_a_clean_run(tmp_path, monkeypatch):
     from l0eval.train import batched
 
