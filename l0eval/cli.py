@@ -6,26 +6,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from l0eval.errors import L0EvalError
+from l0eval.errors import L0EvalError, library_error_line
 from l0eval.family.toy_spec import FamilySpec
 
 
 def _run(args: argparse.Namespace) -> int:
+    from l0eval import torch_threads
     from l0eval.family.catalog import resolve
 
+    _check_run_options(args)
+    threads = torch_threads.pin(torch_threads.chosen())  # the same in Ray workers: same floats
     if len(set(args.family)) != len(args.family):
         raise L0EvalError("a --family is given twice")
     families = [resolve(name) for name in args.family]
     families = [_with_overrides(f, args) if isinstance(f, FamilySpec) else f for f in families]
+    for family in families:
+        _check_fits(family, args)
     if args.executor == "ray":
-        return _run_on_ray(families, args)
+        return _run_on_ray(families, args, threads)
     if args.ray_address:
         raise L0EvalError("--ray-address needs --executor ray")
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise L0EvalError(f"--device {args.device} asked for, but torch sees no CUDA device")
     from l0eval.executors.local import run_family
 
     downstream = _downstream_config(args)
@@ -35,23 +35,52 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_options(args: argparse.Namespace) -> None:
+    """Everything `run` can check before it resolves a family, trains or loads anything."""
+    from l0eval import preflight
+
+    preflight.device(args.device)
+    preflight.writable_folder(args.out, "--out")
+    preflight.cache_folder()
+    preflight.whole(args.seed, "--seed", low=0, high=MAX_SEED)
+    preflight.whole(args.seeds, "--seeds", high=MAX_SEEDS)
+    preflight.whole(args.samples, "--samples")
+    preflight.whole(args.max_attempts, "--max-attempts")
+    preflight.positive(args.unit_memory_gb, "--unit-memory-gb")
+    for k in args.probe_k or ():
+        preflight.whole(k, "--probe-k")
+
+
+MAX_SEED = 2**32 - 1  # numpy's seed range; torch's is wider
+MAX_SEEDS = 1000  # seed replicates per L0: more is a typo, and a memory estimate would refuse it anyway
+
+
+def _check_fits(family, args: argparse.Namespace) -> None:
+    """The family's name can be a file name and a toy family's sizes fit this machine's memory."""
+    from l0eval.memory_check import require, toy_family_bytes
+    from l0eval.safe_names import path_component
+
+    path_component(family.name)
+    if isinstance(family, FamilySpec):
+        require(toy_family_bytes(family), f"family '{family.name}'", args.device)
+
+
 def _write_results(results: dict, out: str) -> None:
     from l0eval.publish.console import summary
     from l0eval.results import write_json
+    from l0eval.safe_names import path_component
 
-    path = write_json(Path(out) / f"{results['family']['name']}.json", results)
+    path = write_json(Path(out) / f"{path_component(results['family']['name'])}.json", results)
     print(summary(results))
     print(f"\nresults written to {path} ({results['run']['wall_seconds']:.0f}s)")
 
 
-def _run_on_ray(families: list, args: argparse.Namespace) -> int:
-    if args.unit_memory_gb <= 0 or args.max_attempts < 1:
-        raise L0EvalError("--unit-memory-gb must be > 0 and --max-attempts at least 1")
+def _run_on_ray(families: list, args: argparse.Namespace, threads: int) -> int:
     from l0eval.executors.ray import RayOptions, run_on_ray
 
     options = RayOptions(address=args.ray_address, device=args.device, downstream=_downstream_config(args),
                          unit_memory_gb=args.unit_memory_gb,
-                         max_attempts=args.max_attempts, progress=not args.quiet)
+                         max_attempts=args.max_attempts, progress=not args.quiet, threads=threads)
     outcome = run_on_ray(families, options, lambda results: _write_results(results, args.out))
     for line in outcome.failed:
         print(f"l0eval: error: {line}", file=sys.stderr)
@@ -65,10 +94,6 @@ def _downstream_config(args: argparse.Namespace):
     from l0eval.downstream import absorption
     from l0eval.downstream.suite import ALL_METRICS, DEFAULT_SEED, DownstreamConfig, parse_metrics
 
-    if args.seed is not None and args.seed < 0:
-        raise L0EvalError("--seed must be >= 0")
-    if args.probe_k is not None and any(k < 1 for k in args.probe_k):
-        raise L0EvalError("--probe-k values must be >= 1")
     setting = None
     if args.absorption_words is not None:
         if args.absorption_words < 26 * 5:
@@ -87,10 +112,6 @@ def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:
     """Apply --paper-recipe, --samples, --seed and --seeds to a toy family spec."""
     if args.samples is not None and args.samples < spec.training.batch_size:
         raise L0EvalError(f"--samples {args.samples} is smaller than one batch ({spec.training.batch_size})")
-    if args.seeds is not None and args.seeds < 1:
-        raise L0EvalError("--seeds must be at least 1")
-    if args.seed is not None and args.seed < 0:
-        raise L0EvalError("--seed must be >= 0")
     if args.paper_recipe:
         spec = spec.with_training(samples=15_000_000, lr=3e-4, seeds=tuple(range(5)))
     if args.samples is not None:
@@ -130,17 +151,26 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from l0eval import torch_threads
     from l0eval.activations.llm.pipeline import activation_cache
     from l0eval.family.catalog import resolve
     from l0eval.train.llm import train_missing_l0s
 
+    _check_train_options(args)
     family = resolve(args.family)
     if isinstance(family, FamilySpec) or "llm" not in family.activations:
         raise L0EvalError(f"'{args.family}' has no LLM activations to train on (toy families train with `run`)")
     width = args.width or family.width
     if not width:
         raise L0EvalError("the family file has no 'width': pass --width")
+    if any(k > width for k in args.l0):
+        raise L0EvalError(f"every --l0 must be at most the width ({width}); got {args.l0}")
+    from l0eval.memory_check import require, trained_saes_bytes
+
+    require(trained_saes_bytes(family.d_in, width, len(args.l0), args.batch_size),
+            f"training {len(args.l0)} SAEs of width {width}", args.device)
     spec = family.activations["llm"]
+    torch_threads.pin(torch_threads.chosen())
     _, cache = activation_cache(spec, args.device, progress=not args.quiet)
     added = train_missing_l0s(family.name, cache, [float(k) for k in args.l0], width, args.samples, seed=args.seed,
                               batch_size=args.batch_size, lr=args.lr, device=args.device, progress=not args.quiet,
@@ -149,6 +179,20 @@ def _train(args: argparse.Namespace) -> int:
         print(f"trained L0 {member['nominal_l0']:g} ({member['samples']:,} tokens) -> {member['path']}")
     print(f"{len(added)} SAEs added to family '{family.name}' as trained-here members")
     return 0
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    from l0eval import preflight
+
+    preflight.device(args.device)
+    preflight.cache_folder()
+    for k in preflight.distinct(args.l0, "--l0"):
+        preflight.positive(k, "--l0")
+    preflight.whole(args.width, "--width")
+    preflight.whole(args.batch_size, "--batch-size")
+    preflight.whole(args.samples, "--samples", low=args.batch_size)
+    preflight.positive(args.lr, "--lr")
+    preflight.whole(args.seed, "--seed", low=0, high=MAX_SEED)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -162,8 +206,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
+    from l0eval import preflight
     from l0eval.publish.leaderboard import write_leaderboard
 
+    preflight.writable_folder(args.out, "--out")
     written = write_leaderboard(args.results, args.out, _bootstrap_design(args))
     print(f"leaderboard written to {args.out}/ ({len(written)} files)")
     return 0
@@ -185,6 +231,7 @@ def _add_verdict_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l0eval", description="Which L0 is right for this sparse autoencoder?")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train/evaluate a family, apply every L0 selector, write results JSON")
@@ -252,20 +299,40 @@ def build_parser() -> argparse.ArgumentParser:
     families.add_argument("--all", action="store_true",
                           help="also list families generated from SAELens releases (every layer and width)")
     families.set_defaults(handler=_families)
+    for command in sub.choices.values():  # `l0eval run ... --debug` as well as `l0eval --debug run ...`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from l0eval.hub_http import bound_hub_requests
+
+        bound_hub_requests()
         return args.handler(args)
     except L0EvalError as exc:
-        print(f"l0eval: error: {exc}", file=sys.stderr)
+        _error_line(str(exc))
         return 2
     except KeyboardInterrupt:
         print("l0eval: interrupted; run the same command again to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # the top-level guard: one line, the traceback only with --debug
+        if getattr(args, "debug", False):
+            raise
+        line = library_error_line(exc)
+        if line is not None:
+            _error_line(line)
+            return 2
+        _error_line(f"{type(exc).__name__}: {str(exc).strip()}; re-run with --debug for the traceback")
+        return 1
+
+
+def _error_line(message: str) -> None:
+    """One stderr line, whatever the message holds (a library's multi-line text, a NUL)."""
+    flat = " ".join(message.replace("\0", "\\0").split())
+    print(f"l0eval: error: {flat}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from l0eval.metrics.stream import METRIC_VERSIONS
 from l0eval.results import SCHEMA_VERSION, read_results, write_json
 from l0eval.runs.saes import sweep_verdict
 from l0eval.saes import store
+from l0eval.safe_names import path_component
 
 
 def _digest(content: object) -> str:
@@ -32,6 +33,7 @@ def _digest(content: object) -> str:
 
 
 def _safe(name: str) -> str:
+    """A member id as a file name (its record's name also carries a hash of the member)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
@@ -44,7 +46,7 @@ class FamilyRecords:
         key = _digest({"family": _family_content(family), "metric_versions": _metric_versions(family),
                        "l0eval": l0eval.__version__, "device": device.split(":")[0],
                        "downstream": repr(downstream)})  # other metrics or options: other records
-        self.directory = store.cache_root() / "records" / f"{_safe(family.name)}-{key}"
+        self.directory = store.cache_root() / "records" / f"{path_component(family.name)}-{key}"
         self._member_keys = _member_keys(family, self.ids)
 
     def path(self, member_id: str) -> Path:

@@ -10,7 +10,6 @@ node (``$L0EVAL_CACHE/activations``) or fills it, once per node, under a file lo
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import time
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from l0eval import torch_threads
 from l0eval.downstream.suite import DownstreamConfig
 from l0eval.executors.local import run_family
 from l0eval.family.registry import SAEFamily
@@ -90,7 +90,7 @@ def _width(family: SAEFamily, member) -> int:
         return family.width
     cfg = Path(member.path) / "cfg.json"
     if member.is_local and cfg.is_file():
-        return int(json.loads(cfg.read_text()).get("d_sae", 0))
+        return int(store.read_cfg(cfg.parent).get("d_sae", 0))
     return 0
 
 
@@ -131,13 +131,17 @@ def estimated_model_bytes(model: str, dtype: str = "float32") -> int:
     return getattr(torch, dtype).itemsize * sum(parameter.numel() for parameter in skeleton.parameters())
 
 
-def run_unit(unit: Unit, device: str, cache_root: str | None, downstream: DownstreamConfig | None = None) -> dict:
+def run_unit(unit: Unit, device: str, cache_root: str | None, downstream: DownstreamConfig | None = None,
+             threads: int | None = None) -> dict:
     """Run one unit where it is scheduled; returns the unit's family results (its members only).
 
     ``cache_root`` is the driver's ``$L0EVAL_CACHE`` when it set one (a shared file system, or the
-    same machine); otherwise each node uses its own default cache.
+    same machine); otherwise each node uses its own default cache. ``threads`` is the driver's torch
+    thread count (``l0eval.torch_threads``), so a unit computes what the local executor would.
     """
     started = time.monotonic()
+    if threads is not None:
+        torch_threads.pin(threads)
     with _cache_root(cache_root):
         results = run_family(unit.family, device=device, progress=False, downstream=downstream)
     return {"results": results, "seconds": time.monotonic() - started, "host": socket.gethostname(),

@@ -18,7 +18,8 @@ from l0eval.family.registry import (
     parse_sae_family,
     sae_lens_releases,
 )
-from l0eval.family.toy_spec import BUILTIN_DIR, FamilySpec, builtin_family_names, load_family_file, read_yaml_file
+from l0eval.family.toy_spec import BUILTIN_DIR, FamilySpec, builtin_family_names, load_family_file
+from l0eval.family.yaml_file import read_yaml_file
 from l0eval.saes.hub_cache import is_cached
 
 # Gemma-Scope-style ids, where every member of a (layer, width) group differs only in L0

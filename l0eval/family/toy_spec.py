@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from l0eval.errors import SpecError
 from l0eval.family.validation import check_keys, number, number_list
+from l0eval.family.yaml_file import read_yaml_file
 
 
 @dataclass(frozen=True)
@@ -330,17 +329,6 @@ def parse_family(raw: Any, source: str = "") -> FamilySpec:
         description=str(top.get("description", "")),
         source=source,
     )
-
-
-def read_yaml_file(path: str | Path) -> Any:
-    """A YAML file's content, or a one-line SpecError for a missing file or invalid YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"family file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
 
 
 def load_family_file(path: str | Path, raw: Any = None) -> FamilySpec:

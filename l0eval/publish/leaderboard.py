@@ -13,6 +13,7 @@ import html
 import io
 from pathlib import Path
 
+from l0eval import atomic
 from l0eval.errors import ResultsError
 from l0eval.results import read_results
 from l0eval.selection.bootstrap import BootstrapDesign
@@ -217,8 +218,7 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
 
 
 def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
+    return atomic.write_text(path, text)
 
 
 def compare_text(verdicts: list[dict]) -> str:

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from l0eval import atomic  # noqa: E402
 from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH, snd_column, width_fraction_n  # noqa: E402
 from l0eval.selection.verdict import TARGETS  # noqa: E402
 
@@ -65,7 +66,8 @@ def family_plot(verdict: dict, path: Path) -> Path:
     _choices_panel(ax, verdict, selectors, limits)
     fig.suptitle(f"{verdict['family']}: {verdict['description']}", fontsize=10)
     fig.subplots_adjust(left=0.21, right=0.98, top=0.94, bottom=0.06, hspace=0.45, wspace=0.25)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from huggingface_hub import constants, snapshot_download
-from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+from huggingface_hub import constants, hf_hub_download, snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
 from sae_lens import SAE
 from sae_lens.loading.pretrained_sae_loaders import NAMED_PRETRAINED_SAE_LOADERS
 
@@ -37,7 +38,10 @@ class LoadError(L0EvalError):
 
 def download(member: Member) -> None:
     """Fetch only this member's files into the standard cache; a no-op when they are already there."""
-    if member.is_local or is_cached(member):
+    if member.is_local:
+        return
+    check_hub_location(member)
+    if is_cached(member):
         return
     try:
         snapshot_download(member.repo_id, allow_patterns=list(member_files(member)))
@@ -45,8 +49,20 @@ def download(member: Member) -> None:
         raise LoadError(_not_cached_message(member)) from exc
 
 
+def check_hub_location(member: Member) -> None:
+    """A hub member's repo id is one huggingface_hub accepts and its folder stays inside the repo."""
+    try:
+        validate_repo_id(member.repo_id)
+    except HFValidationError as exc:
+        raise LoadError(f"member '{member.id}': invalid hub repo_id {member.repo_id!r} ({_first_line(exc)})") from exc
+    parts = PurePosixPath(member.path).parts
+    if member.path.startswith(("/", "\\")) or ".." in parts or "\0" in member.path:
+        raise LoadError(f"member '{member.id}': hub path {member.path!r} must be a folder inside the repo "
+                        "(relative, no '..')")
+
+
 def _not_cached_message(member: Member) -> str:
-    why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "the hub could not be reached"
+    why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else f"the hub at {constants.ENDPOINT} did not answer"
     return (f"{member.repo_id}/{member.path} is not in the Hugging Face cache and {why}; "
             "run once with network access to download it")
 
@@ -82,11 +98,32 @@ def _converter(member: Member) -> Callable[..., Any]:
 
     def convert(repo_id: str, folder_name: str, device: str, force_download: bool = False,
                 cfg_overrides: dict[str, Any] | None = None) -> Any:
+        if storage_format(member) == "dictionary_learning":
+            _check_dict_class(repo_id, folder_name)
         with _torch_load_weights_only():
             return base(repo_id=repo_id, folder_name=folder_name, device=device, force_download=force_download,
                         cfg_overrides={**(cfg_overrides or {}), **member.cfg_overrides})
 
     return convert
+
+
+# the dictionary_learning classes sae-lens's converter maps to an architecture; it reads any other as a
+# plain ReLU SAE, which would silently evaluate the wrong encoder
+KNOWN_DICT_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "GatedAutoEncoder", "BatchTopKSAE", "MatryoshkaBatchTopKSAE",
+                      "JumpReluAutoEncoder")
+
+
+def _check_dict_class(repo_id: str, folder_name: str) -> None:
+    import json
+
+    config_path = hf_hub_download(repo_id, f"{folder_name}/config.json")
+    try:
+        dict_class = json.loads(Path(config_path).read_text())["trainer"]["dict_class"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LoadError(f"{repo_id}/{folder_name}/config.json: no trainer.dict_class ({_first_line(exc)})") from exc
+    if dict_class not in KNOWN_DICT_CLASSES:
+        raise LoadError(f"{repo_id}/{folder_name}: dictionary_learning class {dict_class!r} is not one sae-lens "
+                        f"converts ({', '.join(KNOWN_DICT_CLASSES)})")
 
 
 def load_member(member: Member, d_in: int | None = None, device: str = "cpu") -> SAE:
@@ -99,14 +136,24 @@ def load_member(member: Member, d_in: int | None = None, device: str = "cpu") ->
     else:
         download(member)
         try:
-            sae = SAE.from_pretrained(member.release or member.repo_id, member.id if member.release else member.path,
-                                      device=device, converter=_converter(member))
+            sae = SAE.from_pretrained(member.release or member.repo_id, _sae_id(member), device=device,
+                                      converter=_converter(member))
         except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
             raise LoadError(_not_cached_message(member)) from exc
         except Exception as exc:  # safetensors, pickle, numpy and KeyError failures: say which member
             raise LoadError(f"cannot load {where}: {type(exc).__name__}: {_first_line(exc)}") from exc
     validate_sae(sae, where, d_in)
     return sae
+
+
+def _sae_id(member: Member) -> str:
+    """What sae-lens's ``from_pretrained`` takes: the SAE's id in its release, else its folder in the repo."""
+    if member.release is None:
+        return member.path
+    from l0eval.family.registry import sae_lens_releases
+
+    saes = sae_lens_releases()[member.release]["saes"]
+    return next((entry["id"] for entry in saes if entry["path"] == member.path), member.id)
 
 
 def _first_line(exc: BaseException) -> str:
