@@ -15,13 +15,13 @@ def _run(args: argparse.Namespace) -> int:
     from l0eval.family.catalog import resolve
 
     _check_run_options(args)
-    threads = torch_threads.pin(torch_threads.chosen())  # the same in Ray workers: same floats
     if len(set(args.family)) != len(args.family):
         raise L0EvalError("a --family is given twice")
     families = [resolve(name) for name in args.family]
     families = [_with_overrides(f, args) if isinstance(f, FamilySpec) else f for f in families]
     for family in families:
         _check_fits(family, args)
+    threads = torch_threads.pin(torch_threads.chosen())  # the same in Ray workers: same floats
     if args.executor == "ray":
         return _run_on_ray(families, args, threads)
     if args.ray_address:
@@ -63,6 +63,19 @@ def _check_fits(family, args: argparse.Namespace) -> None:
     path_component(family.name)
     if isinstance(family, FamilySpec):
         require(toy_family_bytes(family), f"family '{family.name}'", args.device)
+    elif "llm" in family.activations and family.activations["llm"].dataset:
+        _check_dataset_reachable(family.activations["llm"].dataset)
+
+
+def _check_dataset_reachable(dataset: str) -> None:
+    """Offline, a `dataset:` corpus must already be in the hub cache: said before the model pass."""
+    from huggingface_hub import constants
+
+    from l0eval.downstream.saebench_probing import cached_on_hub
+
+    if constants.is_offline_mode() and not cached_on_hub(dataset):
+        raise L0EvalError(f"dataset '{dataset}' is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+                          "HF_HUB_OFFLINE is set: run once with network access to cache it")
 
 
 def _write_results(results: dict, out: str) -> None:

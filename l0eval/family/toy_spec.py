@@ -41,6 +41,9 @@ class StarCorrelation:
 Correlation = RandomCorrelation | StarCorrelation | None
 
 
+MAX_TOY_FEATURES = 1_000_000  # the spec lists one probability per feature: beyond this it is a typo
+
+
 def linear_probabilities(n_features: int, high: float, low: float) -> tuple[float, ...]:
     """p_i falls linearly from ``high`` (feature 0) to ``low`` (last feature).
 
@@ -202,7 +205,7 @@ def _parse_correlation(value: Any, n_features: int, where: str) -> Correlation:
 def _parse_toy(raw: Any) -> ToySpec:
     toy = check_keys(raw, {"n_features", "d_model", "probabilities", "correlation", "magnitude", "embedding"},
                       "toy", required={"n_features", "d_model", "probabilities"})
-    n_features = number(toy["n_features"], "toy.n_features", integer=True, low=1)
+    n_features = number(toy["n_features"], "toy.n_features", integer=True, low=1, high=MAX_TOY_FEATURES)
     d_model = number(toy["d_model"], "toy.d_model", integer=True, low=1)
     magnitude = check_keys(toy.get("magnitude", {}), {"mean", "std"}, "toy.magnitude")
     embedding = check_keys(toy.get("embedding", {}), {"seed", "steps"}, "toy.embedding")

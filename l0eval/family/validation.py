@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 from l0eval.errors import SpecError
@@ -31,6 +32,8 @@ def number(value: Any, where: str, *, integer: bool = False, low: float | None =
     ok_types = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_types):
         raise SpecError(f"'{where}' must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):  # NaN passes every bound check below (its comparisons are all false)
+        raise SpecError(f"'{where}' must be a finite number, got {value!r}")
     if low is not None and (value < low or (low_open and value == low)):
         raise SpecError(f"'{where}' must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and value > high:
