@@ -49,6 +49,19 @@ def git_hash() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def is_committed(path: str | Path) -> bool:
+    """Whether git tracks ``path`` (a results file of an earlier, recorded run); False outside a checkout."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        out = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=path.parent, capture_output=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
+
+
 def device_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))

@@ -17,19 +17,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from l0eval import atomic  # noqa: E402
+from l0eval.metrics.registry import METRICS, PLOT_PANELS  # noqa: E402
 from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH, snd_column, width_fraction_n  # noqa: E402
-from l0eval.selection.verdict import TARGETS  # noqa: E402
-
-# (column, label, log y) in panel order; panels a family lacks are left out
-PANELS = [("fvu", "FVU", True), ("variance_explained", "variance explained", False), ("c_dec", "c_dec", False),
-          ("c_enc", "c_enc", False), ("feature_recovery", "feature recovery (toy score)", False),
-          ("ce_loss_score", "CE loss recovered", False),
-          *((column, column, False) for column, _ in TARGETS)]
 
 
 def _panels(verdict: dict) -> list[tuple[str, str, bool]]:
     table, width = verdict["table"], verdict["width"]
-    panels = list(PANELS)
+    # (column, label, log y) in panel order; panels a family lacks are left out
+    panels = [(name, METRICS[name].label, METRICS[name].log_axis) for name in PLOT_PANELS]
     snd = [(snd_column(n), f"s_n^dec, n={n} ({why})") for n, why in
            ((verdict["hand_n"], "hand-set"),
             (width_fraction_n(width, DEFAULT_N_OVER_WIDTH) if width else None, "paper n/width"))
