@@ -165,11 +165,15 @@ def _families(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from l0eval.family.catalog import resolve
-    from l0eval.saes.loaders import load_member
+    from l0eval.saes.hub_cache import download
 
     family = resolve(args.family)
     if isinstance(family, FamilySpec):
         raise L0EvalError(f"'{family.name}' is a toy family: l0eval trains it, there is nothing to download")
+    for member in family.members:  # every download first: a hub problem shows before sae-lens loads
+        download(member)
+    from l0eval.saes.loaders import load_member
+
     for member in family.members:
         sae = load_member(member, family.d_in or None)
         print(f"{member.id}: {sae.cfg.architecture()} d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} "

@@ -16,55 +16,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import constants, hf_hub_download, snapshot_download
-from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from sae_lens import SAE
 from sae_lens.loading.pretrained_sae_loaders import NAMED_PRETRAINED_SAE_LOADERS
 
 from l0eval.errors import L0EvalError
 from l0eval.family.registry import Member, SAEFamily
 from l0eval.saes import store
-from l0eval.saes.hub_cache import is_cached, member_files, storage_format
-
-
-class LoadError(L0EvalError):
-    """A member could not be downloaded, read or validated; the message names the file."""
-
-
-def download(member: Member) -> None:
-    """Fetch only this member's files into the standard cache; a no-op when they are already there."""
-    if member.is_local:
-        return
-    check_hub_location(member)
-    if is_cached(member):
-        return
-    try:
-        snapshot_download(member.repo_id, allow_patterns=list(member_files(member)))
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        raise LoadError(_not_cached_message(member)) from exc
-
-
-def check_hub_location(member: Member) -> None:
-    """A hub member's repo id is one huggingface_hub accepts and its folder stays inside the repo."""
-    try:
-        validate_repo_id(member.repo_id)
-    except HFValidationError as exc:
-        raise LoadError(f"member '{member.id}': invalid hub repo_id {member.repo_id!r} ({_first_line(exc)})") from exc
-    parts = PurePosixPath(member.path).parts
-    if member.path.startswith(("/", "\\")) or ".." in parts or "\0" in member.path:
-        raise LoadError(f"member '{member.id}': hub path {member.path!r} must be a folder inside the repo "
-                        "(relative, no '..')")
-
-
-def _not_cached_message(member: Member) -> str:
-    why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else f"the hub at {constants.ENDPOINT} did not answer"
-    return (f"{member.repo_id}/{member.path} is not in the Hugging Face cache and {why}; "
-            "run once with network access to download it")
+from l0eval.saes.hub_cache import LoadError, download, not_cached_message, storage_format
 
 
 @contextlib.contextmanager
@@ -139,7 +103,7 @@ def load_member(member: Member, d_in: int | None = None, device: str = "cpu") ->
             sae = SAE.from_pretrained(member.release or member.repo_id, _sae_id(member), device=device,
                                       converter=_converter(member))
         except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-            raise LoadError(_not_cached_message(member)) from exc
+            raise LoadError(not_cached_message(member)) from exc
         except Exception as exc:  # safetensors, pickle, numpy and KeyError failures: say which member
             raise LoadError(f"cannot load {where}: {type(exc).__name__}: {_first_line(exc)}") from exc
     validate_sae(sae, where, d_in)
