@@ -32,7 +32,7 @@ def library_error_line(exc: BaseException) -> str | None:
         return "out of memory: use smaller sizes (fewer samples, a smaller d_sae) or a machine with more memory"
     module = type(exc).__module__ or ""
     if module.startswith(("huggingface_hub", "httpx", "httpcore")):
-        return f"Hugging Face hub ({_hub_endpoint()}): {type(exc).__name__}: {_first_line(exc)}"
+        return f"Hugging Face hub ({_hub_endpoint()}): {type(exc).__name__}: {first_line(exc)}"
     return None
 
 
@@ -42,6 +42,7 @@ def _hub_endpoint() -> str:
     return constants.ENDPOINT
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (libraries often add pages of context)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else "no details"
+    return text.splitlines()[0] if text else type(exc).__name__

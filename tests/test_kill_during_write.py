@@ -16,17 +16,14 @@ import pytest
 import yaml
 from same_results import assert_same_results
 from test_activations import llm_family
+from test_bad_input import TOY
 
 from l0eval.atomic import KILL_ENV, KILLED_EXIT_CODE
 
 REPO = Path(__file__).parent.parent
 PROVENANCE = ("reused_cache", "resumed_from_step")  # how the SAEs were obtained: differs after a kill, by design
-FAMILY = {"name": "tiny-kill", "kind": "toy",
-          "toy": {"n_features": 8, "d_model": 16, "probabilities": {"linear": {"high": 0.5, "low": 0.2}},
-                  "correlation": {"random": {"seed": 1}}, "embedding": {"steps": 200}},
-          "sae": {"d_sae": 8, "k": {"range": [1, 4]}},
-          "training": {"samples": 20_000, "batch_size": 256, "lr": 3.0e-3, "seeds": [0]},
-          "evaluation": {"samples": 2_000}, "selectors": {"snd_n": [3, 4]}}
+FAMILY = {**TOY, "name": "tiny-kill", "sae": {"d_sae": 8, "k": {"range": [1, 4]}},
+          "training": {**TOY["training"], "samples": 20_000}, "evaluation": {"samples": 2_000}}
 
 
 def cli(*args, cache: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:

@@ -16,6 +16,7 @@ from pathlib import Path
 from l0eval import atomic
 from l0eval.errors import ResultsError
 from l0eval.results import read_results
+from l0eval.safe_names import path_component
 from l0eval.selection.bootstrap import BootstrapDesign
 from l0eval.selection.verdict import NotJudgeable, judge_family, selector_tally, summary_line
 
@@ -213,7 +214,8 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
     written = [_write(out / "README.md", markdown(verdicts, skipped)),
                _write(out / "leaderboard.csv", csv_text(verdicts)),
                _write(out / "index.html", html_page(verdicts, skipped))]
-    written += [family_plot(verdict, out / "plots" / f"{verdict['family']}.png") for verdict in verdicts]
+    written += [family_plot(verdict, out / "plots" / f"{path_component(verdict['family'])}.png")
+                for verdict in verdicts]
     return written
 
 

@@ -12,7 +12,7 @@ from huggingface_hub import constants, snapshot_download, try_to_load_from_cache
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
 
-from l0eval.errors import L0EvalError
+from l0eval.errors import L0EvalError, first_line
 from l0eval.family.registry import Member
 
 FILES_BY_FORMAT = {
@@ -65,7 +65,7 @@ def check_hub_location(member: Member) -> None:
     try:
         validate_repo_id(member.repo_id)
     except HFValidationError as exc:
-        raise LoadError(f"member '{member.id}': invalid hub repo_id {member.repo_id!r} ({_first_line(exc)})") from exc
+        raise LoadError(f"member '{member.id}': invalid hub repo_id {member.repo_id!r} ({first_line(exc)})") from exc
     parts = PurePosixPath(member.path).parts
     if member.path.startswith(("/", "\\")) or ".." in parts or "\0" in member.path:
         raise LoadError(f"member '{member.id}': hub path {member.path!r} must be a folder inside the repo "
@@ -77,7 +77,3 @@ def not_cached_message(member: Member) -> str:
     return (f"{member.repo_id}/{member.path} is not in the Hugging Face cache and {why}; "
             "run once with network access to download it")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no details"

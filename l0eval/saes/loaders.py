@@ -25,7 +25,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from sae_lens import SAE
 from sae_lens.loading.pretrained_sae_loaders import NAMED_PRETRAINED_SAE_LOADERS
 
-from l0eval.errors import L0EvalError
+from l0eval.errors import L0EvalError, first_line
 from l0eval.family.registry import Member, SAEFamily
 from l0eval.saes import store
 from l0eval.saes.hub_cache import LoadError, download, not_cached_message, storage_format
@@ -84,7 +84,7 @@ def _check_dict_class(repo_id: str, folder_name: str) -> None:
     try:
         dict_class = json.loads(Path(config_path).read_text())["trainer"]["dict_class"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LoadError(f"{repo_id}/{folder_name}/config.json: no trainer.dict_class ({_first_line(exc)})") from exc
+        raise LoadError(f"{repo_id}/{folder_name}/config.json: no trainer.dict_class ({first_line(exc)})") from exc
     if dict_class not in KNOWN_DICT_CLASSES:
         raise LoadError(f"{repo_id}/{folder_name}: dictionary_learning class {dict_class!r} is not one sae-lens "
                         f"converts ({', '.join(KNOWN_DICT_CLASSES)})")
@@ -105,7 +105,7 @@ def load_member(member: Member, d_in: int | None = None, device: str = "cpu") ->
         except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
             raise LoadError(not_cached_message(member)) from exc
         except Exception as exc:  # safetensors, pickle, numpy and KeyError failures: say which member
-            raise LoadError(f"cannot load {where}: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise LoadError(f"cannot load {where}: {type(exc).__name__}: {first_line(exc)}") from exc
     validate_sae(sae, where, d_in)
     return sae
 
@@ -119,10 +119,6 @@ def _sae_id(member: Member) -> str:
     saes = sae_lens_releases()[member.release]["saes"]
     return next((entry["id"] for entry in saes if entry["path"] == member.path), member.id)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no details"
 
 
 def validate_sae(sae: SAE, where: str, d_in: int | None = None) -> None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from l0eval import atomic
-from l0eval.errors import L0EvalError, ResultsError
+from l0eval.errors import L0EvalError, ResultsError, first_line
 from l0eval.safe_names import path_component
 
 COMPLETE_MARKER = "complete.json"
@@ -159,12 +159,8 @@ def read_cfg(path: Path) -> dict:
             raise ResultsError(f"{cfg_path} is over {MAX_CFG_BYTES} bytes: not an SAE config")
         cfg = json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"cannot read {cfg_path}: {_first_line(exc)}") from exc
+        raise ResultsError(f"cannot read {cfg_path}: {first_line(exc)}") from exc
     if not isinstance(cfg, dict):
         raise ResultsError(f"{cfg_path} must hold a JSON object, got {type(cfg).__name__}")
     return cfg
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
