@@ -18,7 +18,6 @@ from typing import Any
 from l0eval.errors import SpecError
 from l0eval.family.validation import check_keys, number, number_list
 from l0eval.family.yaml_file import read_yaml_file
-from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH
 
 
 @dataclass(frozen=True)
@@ -286,6 +285,8 @@ def _parse_evaluation(raw: Any, d_sae: int) -> EvaluationSpec:
 
 def _parse_selectors(raw: Any, d_sae: int) -> SelectorSpec:
     sel = check_keys(raw, {"snd_n", "canonical_target"}, "selectors")
+    from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH  # here: selectors import pandas, scipy, kneed
+
     default_n = [min(d_sae - 1, max(1, round(DEFAULT_N_OVER_WIDTH * d_sae)))]
     return SelectorSpec(
         snd_n=tuple(number_list(sel.get("snd_n", default_n), "selectors.snd_n", integer=True, low=1,
