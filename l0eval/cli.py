@@ -239,10 +239,16 @@ def _compare(args: argparse.Namespace) -> int:
 def _leaderboard(args: argparse.Namespace) -> int:
     from l0eval import preflight
     from l0eval.publish.leaderboard import write_leaderboard
+    from l0eval.publish.screenshots import find_chromium, write_screenshots
 
     preflight.writable_folder(args.out, "--out")
     written = write_leaderboard(args.results, args.out, _bootstrap_design(args))
-    print(f"leaderboard written to {args.out}/ ({len(written)} files)")
+    chromium = None if args.no_screenshots else find_chromium()
+    if chromium:
+        written += write_screenshots(args.out, chromium)
+    print(f"leaderboard written to {args.out}/ ({len(written)} files)"
+          + ("" if chromium or args.no_screenshots else "; screenshots not regenerated: no Chromium found "
+                                                         "(install chromium or set L0EVAL_CHROMIUM)"))
     return 0
 
 
@@ -340,10 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verdict_options(compare)
     compare.set_defaults(handler=_compare)
 
-    leaderboard = sub.add_parser("leaderboard", help="regenerate leaderboard/ (markdown, CSV, HTML, plots) from "
-                                                     "every family in results/")
+    leaderboard = sub.add_parser("leaderboard", help="regenerate leaderboard/ (markdown, CSV, HTML, plots, "
+                                                     "screenshots) from every family in results/")
     _add_verdict_options(leaderboard)
     leaderboard.add_argument("--out", default="leaderboard", help="output directory (default: leaderboard)")
+    leaderboard.add_argument("--no-screenshots", action="store_true",
+                             help="skip the 1280/1920 px page screenshots (taken when a Chromium is found)")
     leaderboard.set_defaults(handler=_leaderboard)
 
     export = sub.add_parser("export", help="write a family's results in another tool's format (SAEBench / "

@@ -12,7 +12,7 @@ from sae_bench.sae_bench_utils.testing_utils import validate_eval_output_format_
 from l0eval.cli import main
 from l0eval.family.catalog import resolve
 from l0eval.family.sae_lens_ids import member_identity
-from l0eval.publish.saebench_export import NOT_MEASURED, export_saebench, output_classes
+from l0eval.publish.saebench_export import NOT_MEASURED, detail_from_row, export_saebench, output_classes
 from l0eval.results import read_results
 from l0eval.selection.bootstrap import BootstrapDesign
 from l0eval.selection.verdict import judge_family
@@ -138,3 +138,16 @@ def test_cli_export_needs_exactly_one_source(tmp_path, capsys):
     assert main(["export", "--family", "nope", "--results", str(RESULTS), "--out", str(tmp_path)]) == 2
     assert "l0eval: error: no results file" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_verdict_rows_without_a_single_choice_fit_the_schema():
+    """A chance-baseline row (an expected |steps| and a probability of landing within one step, no choice) and a
+    censored target's row are valid details; the schema keeps a row's label."""
+    chance = detail_from_row({"selector": "chance", "label": "baseline", "chosen_l0": None, "target": "true_l0",
+                              "target_l0": 8.0, "censored": False, "error_steps": 2.25, "within_one": 0.375,
+                              "regret": 0.1})
+    assert chance.error_steps == 2.25 and chance.within_one == 0.375 and chance.label == "baseline"
+    censored = detail_from_row({"selector": "argmin_c_dec", "chosen_l0": 4.0, "target": "true_l0", "target_l0": 4.0,
+                                "censored": True, "error_steps": 0, "within_one": None, "interval_90": [4.0, 6.0],
+                                "plausible_l0s": [4.0, 6.0]})
+    assert censored.within_one is None and censored.interval_90_high == 6.0 and censored.error_steps == 0

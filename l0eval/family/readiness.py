@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 
 from l0eval.family.registry import SAEFamily
-from l0eval.family.toy_spec import FamilySpec
 from l0eval.saes.hub_cache import is_cached
 
 
@@ -22,9 +21,9 @@ class Need:
     blocking: bool  # the run cannot start without it (else it fetches or builds it on the way)
 
 
-def run_needs(family: FamilySpec | SAEFamily) -> list[Need]:
-    """Toys need nothing (the run trains them); loaded families need members, and their files."""
-    if isinstance(family, FamilySpec):
+def run_needs(family) -> list[Need]:
+    """Families l0eval trains (toys, synthetic worlds) need nothing; loaded families need members and files."""
+    if not isinstance(family, SAEFamily):
         return []
     if not family.members:
         return [Need("has no members yet (0 members)", family.build or _train_command(family), blocking=True)]

@@ -64,7 +64,9 @@ class L0SelectionMetricCategories(BaseMetricCategories):
 
 @dataclass
 class L0SelectionResultDetail(BaseResultDetail):
-    selector: str = Field(title="Selector", description="The L0 selection rule")
+    selector: str = Field(title="Selector", description="The L0 selection rule, or a baseline such as chance")
+    label: str | None = Field(default=None, title="Label",
+                              description="proxy, oracle (needs the answer), post_hoc or baseline (where given)")
     target: str | None = Field(default=None, title="Target",
                                description="true_l0 for toys, the downstream metric for LLM families, null if none")
     target_l0: float | None = Field(default=None, title="Target L0", description="The L0 the target points at")
@@ -78,9 +80,15 @@ class L0SelectionResultDetail(BaseResultDetail):
                                       description="Share of resamples choosing chosen_l0")
     plausible_l0s: list[float] = Field(default_factory=list, title="Plausible L0s",
                                        description="Every L0 chosen in at least 5% of resamples")
-    error_steps: int | None = Field(default=None, title="Error (steps)",
-                                    description="Chosen minus target, in steps of the family's L0 grid")
-    within_one: bool | None = Field(default=None, title="Within One Step", description="|error_steps| <= 1")
+    error_steps: int | float | None = Field(
+        default=None, title="Error (steps)",
+        description="Chosen minus target, in steps of the family's L0 grid (an expectation of |steps| for rows "
+                    "without one choice, such as chance)")
+    within_one: bool | float | None = Field(
+        default=None, title="Within One Step",
+        description="|error_steps| <= 1 (a probability for rows without one choice; null for a censored target)")
+    censored: bool | None = Field(default=None, title="Censored",
+                                  description="The target sits at an end of the grid and is not counted")
     regret: float | None = Field(default=None, title="Regret",
                                  description="The family's best target score minus the chosen SAE's (>= 0)")
 

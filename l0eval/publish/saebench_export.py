@@ -69,6 +69,7 @@ from l0eval.publish.l0_selection_eval import (
     L0SelectionResultDetail,
     L0SelectionTallyMetrics,
 )
+from l0eval.publish.leaderboard import is_expectation
 from l0eval.results import to_json_safe, write_json
 from l0eval.selection.bootstrap import BootstrapDesign
 from l0eval.selection.verdict import NotJudgeable, judge_family
@@ -141,7 +142,7 @@ class _SaeContext:
 
     @property
     def model_name(self) -> str:
-        return self.llm.get("model") or f"toy:{self.family['name']}"
+        return _model_name(self.family)
 
     @property
     def downstream_settings(self) -> dict:
@@ -152,6 +153,12 @@ class _SaeContext:
         return int(self.run.get("seeds", {}).get("downstream", 42))
 
 
+def _model_name(family: dict) -> str:
+    """The LLM's name, or ``<kind>:<family>`` for data l0eval generates (toys, synthetic worlds)."""
+    llm = family.get("activations", {}).get("llm") or {}
+    return llm.get("model") or f"{family.get('kind', 'toy')}:{family['name']}"
+
+
 def sae_cfg_dict(results: dict, entry: dict) -> dict[str, Any]:
     """What the results know of the SAE's config, under sae-lens's config key names."""
     family, run = results["family"], results.get("run", {})
@@ -159,8 +166,9 @@ def sae_cfg_dict(results: dict, entry: dict) -> dict[str, Any]:
     d_in = family.get("d_in") or family.get("toy", {}).get("d_model")
     d_sae = family.get("sae", {}).get("d_sae") or run.get("evaluation", {}).get("width")
     member = next((m for m in family.get("members", []) if m["id"] == entry["id"]), {})
-    architecture = "batchtopk" if family.get("kind") == "toy" or member.get("trained_here") else None
-    cfg = {"model_name": llm.get("model") or f"toy:{family['name']}", "hook_name": llm.get("hook"),
+    # l0eval trains BatchTopK SAEs: every member of a family it trains (no member list), and trained-here members
+    architecture = "batchtopk" if "members" not in family or member.get("trained_here") else None
+    cfg = {"model_name": _model_name(family), "hook_name": llm.get("hook"),
            "d_in": d_in, "d_sae": d_sae, "architecture": architecture, "k": entry.get("nominal_l0"),
            "dtype": llm.get("dtype", "float32")}
     return {key: value for key, value in cfg.items() if value is not None}
@@ -237,7 +245,8 @@ def _core_config(ctx: _SaeContext) -> tuple[CoreEvalConfig, dict[str, int]]:
     batches = int(evaluation.get("bootstrap", {}).get("evaluation_batches") or 1)
     config = CoreEvalConfig(model_name=ctx.model_name, batch_size_prompts=max(1, samples // batches),
                             n_eval_reconstruction_batches=0, n_eval_sparsity_variance_batches=batches,
-                            dataset=f"l0eval toy family '{ctx.family['name']}' (synthetic)", context_size=1,
+                            dataset=f"l0eval {ctx.family.get('kind', 'toy')} family '{ctx.family['name']}' "
+                                    "(generated data)", context_size=1,
                             compute_sparsity_metrics=True, compute_variance_metrics=True)
     return config, {"total_tokens_eval_reconstruction": 0, "total_tokens_eval_sparsity_variance": samples}
 
@@ -345,15 +354,12 @@ def verdict_output(results: dict, design: BootstrapDesign = BootstrapDesign()) -
     except NotJudgeable:
         return None
     rows = verdict["rows"]
-    judged = [row for row in rows if row.get("target") is not None]
+    # counted: one real choice (or none) per selector and uncensored target; expectations (chance) are not choices
+    judged = [row for row in rows if row.get("target") is not None and not row.get("censored")
+              and not is_expectation(row)]
     steps = [abs(row["error_steps"]) for row in judged if row.get("error_steps") is not None]
     family, run = results["family"], results.get("run", {})
-    details = [L0SelectionResultDetail(
-        selector=row["selector"], target=row.get("target"), target_l0=row.get("target_l0"),
-        chosen_l0=row["chosen_l0"], interval_90_low=(row.get("interval_90") or [None, None])[0],
-        interval_90_high=(row.get("interval_90") or [None, None])[1], point_share=row.get("point_share"),
-        plausible_l0s=list(row.get("plausible_l0s") or []), error_steps=row.get("error_steps"),
-        within_one=row.get("within_one"), regret=row.get("regret")) for row in rows]
+    details = [detail_from_row(row) for row in rows]
     grid = verdict["grid"]
     identity = _shared_release(results)
     config = L0SelectionEvalConfig(family=family["name"], family_kind=str(family.get("kind")),
@@ -379,6 +385,15 @@ def verdict_output(results: dict, design: BootstrapDesign = BootstrapDesign()) -
         sae_bench_commit_hash=SAE_BENCH_COMMIT, sae_lens_id=None,
         sae_lens_release_id=identity, sae_lens_version=run.get("library_versions", {}).get("sae-lens"),
         sae_cfg_dict={key: value for key, value in sae_cfg_dict(results, {"id": None}).items() if key != "k"})
+
+
+def detail_from_row(row: dict) -> L0SelectionResultDetail:
+    """The schema's fields of one verdict row (every field stays in ``eval_result_unstructured.rows``)."""
+    interval = row.get("interval_90") or [None, None]
+    fields = ("selector", "label", "target", "target_l0", "chosen_l0", "point_share", "error_steps", "within_one",
+              "censored", "regret")
+    return L0SelectionResultDetail(**{name: row.get(name) for name in fields}, interval_90_low=interval[0],
+                                   interval_90_high=interval[1], plausible_l0s=list(row.get("plausible_l0s") or []))
 
 
 def _shared_release(results: dict) -> str | None:
