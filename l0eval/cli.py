@@ -61,7 +61,8 @@ def _check_fits(family, args: argparse.Namespace) -> None:
     from l0eval.memory_check import require, toy_family_bytes
     from l0eval.safe_names import path_component
 
-    path_component(family.name)
+    if (Path(args.out) / f"{path_component(family.name)}.json").is_dir():
+        raise L0EvalError(f"{Path(args.out) / family.name}.json is a folder: the results file cannot be written there")
     if isinstance(family, FamilySpec):
         require(toy_family_bytes(family), f"family '{family.name}'", args.device)
     elif "llm" in family.activations and family.activations["llm"].dataset:
@@ -269,10 +270,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bootstrap_design(args: argparse.Namespace):
+    from l0eval import preflight
     from l0eval.selection.bootstrap import BootstrapDesign
 
     if args.resamples < 1:
         raise L0EvalError("--resamples must be at least 1")
+    preflight.whole(args.bootstrap_seed, "--bootstrap-seed", low=0, high=MAX_SEED)
     return BootstrapDesign(resamples=args.resamples, seed=args.bootstrap_seed)
 
 

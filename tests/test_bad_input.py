@@ -85,6 +85,14 @@ def results_list(tmp) -> str:
     return str(tmp / "res")
 
 
+def results_folder_in_the_way(tmp) -> str:
+    """A folder where the results file `tiny.json` would go; returns the folder holding both."""
+    (tmp / "tiny.json").mkdir(parents=True)
+    toy(tmp)
+    (tmp / "family.yaml").rename(tmp / "tiny.yaml")
+    return str(tmp)
+
+
 def a_file(tmp) -> str:
     return write(tmp / "a-file", "x")
 
@@ -170,6 +178,11 @@ CASES = [
     ("dataset-offline-uncached", llm_dataset_family, ["run", "--family", "{x}"], {}, "nobody/not-cached"),
     ("compare-json-list", results_list, ["compare", "--results", "{x}"], {}, "JSON object"),
     ("leaderboard-out-a-file", a_file, ["leaderboard", "--out", "{x}"], {}, "is a file"),
+    ("compare-resamples-0", results_list, ["compare", "--results", "{x}", "--resamples", "0"], {}, "--resamples"),
+    ("compare-bootstrap-seed-negative", results_list, ["compare", "--results", "{x}", "--bootstrap-seed", "-1"], {},
+     "--bootstrap-seed"),
+    ("results-file-is-a-folder", results_folder_in_the_way, ["run", "--family", "{x}/tiny.yaml", "--out", "{x}"], {},
+     "is a folder"),
     ("families-show-missing", lambda t: "", ["families", "show", "missing.yaml"], {}, "not found"),
 ]
 
