@@ -161,7 +161,7 @@ CASES = [
     ("cfg-json-dev-zero", cfg_symlink_to_dev_zero, ["download", "--family", "{x}"], {}, "not a regular file"),
     ("cfg-json-garbage", lambda t: local_sae(t, "{not json"), ["download", "--family", "{x}"], {}, "cfg.json"),
     ("weights-shape-mismatch", lambda t: local_sae(t, weights_d_sae=6), ["download", "--family", "{x}"], {},
-     "sae_weights"),
+     "size mismatch for W_dec"),
     ("hub-repo-id-traversal", lambda t: sae_family(t, [{"repo_id": "../../etc", "path": "x"}]),
      ["download", "--family", "{x}"], {}, "invalid hub repo_id"),
     ("hub-path-traversal", lambda t: sae_family(t, [{"repo_id": "org/repo", "path": "../../x"}]),
