@@ -79,6 +79,7 @@ def _check_dataset_reachable(dataset: str) -> None:
         raise L0EvalError(f"dataset '{dataset}' is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
                           "HF_HUB_OFFLINE is set: run once with network access to cache it")
 
+
 def _check_before_starting(families: list, args: argparse.Namespace) -> None:
     """Every family can start, and none would replace a committed results file: checked for all before any runs."""
     from l0eval.family.readiness import needs_text, run_needs
