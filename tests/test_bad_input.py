@@ -76,8 +76,9 @@ def billion_laughs(tmp) -> str:
 
 
 def llm_dataset_family(tmp) -> str:
-    return sae_family(tmp, [], activations={"model": "smollm2-135m", "dataset": "nobody/not-cached", "context": 8,
-                                            "sequences": 4})
+    return sae_family(tmp, [], hook="blocks.1.hook_resid_post",
+                      activations={"model": "smollm2-135m", "dataset": "nobody/not-cached", "context": 8,
+                                   "sequences": 4})
 
 
 def results_list(tmp) -> str:
