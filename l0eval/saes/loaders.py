@@ -83,8 +83,8 @@ def _check_dict_class(repo_id: str, folder_name: str) -> None:
     config_path = hf_hub_download(repo_id, f"{folder_name}/config.json")
     try:
         dict_class = json.loads(Path(config_path).read_text())["trainer"]["dict_class"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LoadError(f"{repo_id}/{folder_name}/config.json: no trainer.dict_class ({first_line(exc)})") from exc
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no class to check: sae-lens's converter reports the broken config itself
     if dict_class not in KNOWN_DICT_CLASSES:
         raise LoadError(f"{repo_id}/{folder_name}: dictionary_learning class {dict_class!r} is not one sae-lens "
                         f"converts ({', '.join(KNOWN_DICT_CLASSES)})")
@@ -104,6 +104,8 @@ def load_member(member: Member, d_in: int | None = None, device: str = "cpu") ->
                                       converter=_converter(member))
         except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
             raise LoadError(not_cached_message(member)) from exc
+        except LoadError:
+            raise
         except Exception as exc:  # safetensors, pickle, numpy and KeyError failures: say which member
             raise LoadError(f"cannot load {where}: {type(exc).__name__}: {first_line(exc)}") from exc
     validate_sae(sae, where, d_in)
