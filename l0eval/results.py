@@ -197,9 +197,11 @@ class SelectorEntry(_Open):
     """One selector's choice; the chosen SAE's ground-truth score sits under the score's own name."""
 
     description: str
+    label: str | None = None  # proxy, oracle, post_hoc or baseline (docs/selectors.md); files before issue 15 lack it
     chosen_l0: float | None
     reason: str | None = None
     error: float | None = None
+    error_steps: int | None = None  # chosen minus true L0 in steps of the family's grid
     within_one: bool | None = None
     replicate_choices: list[float | None] | None = None
     replicates_within_one: str | None = None

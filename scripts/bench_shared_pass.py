@@ -49,7 +49,7 @@ def timed_evaluation(spec: LLMActivationSpec, saes: list, device: str, models_di
         (Path(cache_root) / "models").symlink_to(models_dir, target_is_directory=True)
         started = time.perf_counter()
         _, cache = activation_cache(spec, device, progress=False)
-        evaluate_family(saes, cache.batches(4096), [round(0.37 * saes[0].cfg.d_sae)], normalize_decoder=True)
+        evaluate_family(saes, lambda: cache.batches(4096), [round(0.37 * saes[0].cfg.d_sae)], normalize_decoder=True)
         return time.perf_counter() - started
 
 

@@ -4,10 +4,11 @@ to results/<family>.json, then the leaderboard regenerated from everything in re
     python scripts/toy_sweep.py [--device cpu] [--out results] [--leaderboard leaderboard]
 
 The families (l0eval/family/builtin/sweep-*.yaml) differ in true L0 (4 to 25), width (including width >
-number of true features) and correlation strength (none to strong). From an empty cache the sweep
-trains 100 SAEs (about 40 CPU-minutes: 17-29 minutes per family on the development machine's 2 cores
-shared with other jobs, `run.wall_seconds` in each file); trained SAEs are cached, so a second run
-only re-evaluates (a few minutes).
+number of true features) and correlation strength (none to strong), and share one L0 grid chosen without
+the answer (docs/selectors.md#grids: round(2^(i/2)) for i = 0..10, k < width). From an empty cache the
+sweep trains 98 SAEs (the runs on the earlier grids trained for 13-27 minutes per family on the
+development machine's 2 cores, `run.training.train_seconds` in each file); trained SAEs are cached, so a
+second run only re-evaluates (a few minutes).
 """
 
 from __future__ import annotations

@@ -334,7 +334,7 @@ def test_llm_family_runs_on_one_cached_model_pass(tmp_path, monkeypatch, capsys,
     assert results["selectors"]["argmin_s_n_dec@23"]["chosen_l0"] in l0s
     assert "no ground truth" in capsys.readouterr().out
     # per-batch values for the bootstrap, as many for every SAE as the evaluation streamed
-    counts = {len(e["batches"]["mse"]) for e in results["saes"]}
+    counts = {len(e["batches"]["rows"]) for e in results["saes"]}
     assert counts == {results["run"]["evaluation"]["bootstrap"]["evaluation_batches"]} and min(counts) >= 1
     assert all("23" in e["batches"]["s_n_dec"] for e in results["saes"])
     assert results["run"]["evaluation"]["bootstrap"]["seed"] == 0

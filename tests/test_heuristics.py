@@ -67,7 +67,13 @@ def test_scores_against_ground_truth_with_replicates():
     assert scores["canonical_100"]["within_one"] is False
     assert set(scores) == {"argmin_s_n_dec@12", "argmin_s_n_dec@13", "argmin_s_n_dec@14", "argmin_c_dec",
                            "argmin_c_enc", "rd_knee_kneedle", "rd_knee_max_curvature", "rd_budget_90",
-                           "s_n_dec_self_consistent", "s_n_dec_self_consistent_interior", "canonical_100"}
+                           "s_n_dec_self_consistent", "s_n_dec_self_consistent_interior", "canonical_100",
+                           "argmin_c_dec_alive", "baseline_smallest_l0", "baseline_largest_l0", "baseline_grid_middle"}
+    grid = sorted(t["l0"])
+    assert scores["baseline_smallest_l0"]["chosen_l0"] == grid[0]
+    assert scores["baseline_largest_l0"]["chosen_l0"] == grid[-1]
+    assert scores["baseline_grid_middle"]["chosen_l0"] == grid[(len(grid) - 1) // 2]
+    assert scores["baseline_grid_middle"]["label"] == "baseline" and scores["argmin_c_dec"]["label"] == "proxy"
     with_width = score_selectors(default_selectors([12], width=50), t, 10.9525)
     assert {"argmin_s_n_dec@paper_ratio", "s_n_dec_width_aggregate"} <= set(with_width)
 

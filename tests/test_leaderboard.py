@@ -27,6 +27,16 @@ def member_metrics(l0, truth, width, rng, noise):
             "feature_recovery": 1 - dip / 3, "s_n_dec": snd}
 
 
+def batch_statistics(per_batch, rows=100):
+    """The sufficient statistics a run stores per batch, for batches whose own metrics are ``per_batch``
+    (zero-mean data: second moment = variance = mse / fvu)."""
+    squared_error = [b["mse"] * rows for b in per_batch]
+    return {"rows": [rows] * len(per_batch), "squared_error": squared_error,
+            "squared_norm": [se / (1 - b["variance_explained"]) for se, b in zip(squared_error, per_batch)],
+            "sum_x_gram": np.zeros((len(per_batch), len(per_batch))).tolist(),
+            "s_n_dec": {n: [b["s_n_dec"][n] for b in per_batch] for n in per_batch[0]["s_n_dec"]}}
+
+
 def family_results(name, l0s, truth, kind="toy", seeds=(0, 1), batches=4, noise=0.0, extra=None, width=40):
     """A results payload with every part the verdict reads: family, run, ground_truth, saes (with per-batch
     values), by_l0. ``extra`` maps a metric name to a function of L0 (LLM downstream targets)."""
@@ -38,10 +48,7 @@ def family_results(name, l0s, truth, kind="toy", seeds=(0, 1), batches=4, noise=
             metrics.update({key: fn(l0) for key, fn in (extra or {}).items()})
             per_batch = [member_metrics(l0, truth, width, rng, noise) for _ in range(batches)]
             saes.append({"id": f"k{l0}_s{seed}", "nominal_l0": l0, "measured_l0": l0, "seed": seed,
-                         "trained_here": True, "metrics": metrics,
-                         "batches": {**{key: [b[key] for b in per_batch] for key in ("mse", "variance_explained",
-                                                                                    "fvu")},
-                                     "s_n_dec": {n: [b["s_n_dec"][n] for b in per_batch] for n in metrics["s_n_dec"]}}})
+                         "trained_here": True, "metrics": metrics, "batches": batch_statistics(per_batch)})
     rows = [metric_row(entry["nominal_l0"], entry["metrics"]) for entry in saes]
     by_l0 = [{key: float(np.mean([r[key] for r in rows if r["l0"] == l0])) for key in rows[0]} for l0 in l0s]
     family = {"name": name, "kind": kind, "description": f"{name} (built in a test)",
@@ -113,8 +120,9 @@ def test_family_without_any_target_is_reported_not_scored(tmp_path, capsys):
 
 
 def test_bootstrap_is_seeded_and_widens_with_noise():
-    quiet = family_results("quiet", [4, 6, 8, 11, 16], 8, batches=6)
-    noisy = family_results("noisy", [4, 6, 8, 11, 16], 8, batches=6, noise=0.3)
+    """c_dec depends on the weights alone: only a draw of seed replicates (4 or more) can move it."""
+    quiet = family_results("quiet", [4, 6, 8, 11, 16], 8, batches=6, seeds=(0, 1, 2, 3))
+    noisy = family_results("noisy", [4, 6, 8, 11, 16], 8, batches=6, noise=0.3, seeds=(0, 1, 2, 3))
     selector = [sel for sel in verdict_selectors(quiet) if sel.name == "argmin_c_dec"]
     design = BootstrapDesign(resamples=50, seed=3)
     calm = bootstrap_selectors(selector, quiet["saes"], {"argmin_c_dec": 8.0}, design)["argmin_c_dec"]
@@ -122,6 +130,14 @@ def test_bootstrap_is_seeded_and_widens_with_noise():
     wide = bootstrap_selectors(selector, noisy["saes"], {"argmin_c_dec": 8.0}, design)["argmin_c_dec"]
     assert len(wide["plausible_l0s"]) > 1
     assert wide == bootstrap_selectors(selector, noisy["saes"], {"argmin_c_dec": 8.0}, design)["argmin_c_dec"]
+
+
+def test_two_or_three_replicates_give_a_seed_spread_not_an_interval():
+    noisy = family_results("noisy", [4, 6, 8, 11, 16], 8, batches=6, noise=0.3, seeds=(0, 1))
+    verdict = judge_family(noisy, FAST)
+    row = next(row for row in verdict["rows"] if row["selector"] == "argmin_c_dec")
+    assert row["plausible_l0s"] == [row["chosen_l0"]]  # c_dec does not move with the batches
+    assert len(row["seed_spread"]) == 2 and "their choices are the seed spread" in verdict["bootstrap_unit"]
 
 
 def test_bootstrap_resamples_batches_not_only_replicates():
@@ -143,8 +159,8 @@ def test_summarise_choices_marks_indistinguishable_l0s():
 def test_summary_line_counts_hits_against_the_rate_distortion_knee():
     verdicts = [judge_family(family_results(f"toy-{t}", [2, 4, 6, 8, 11, 16, 22, 32], t), FAST) for t in (4, 8, 16)]
     line = summary_line(verdicts, toy=True)
-    assert line.startswith("Across 3 toy families (true L0 known), ")
-    assert "of 3 for the rate-distortion knee (rd_knee_kneedle)" in line
+    assert line.startswith("Across 3 toy families (true L0 known) (0 censored at a grid end left out), the best ")
+    assert "baselines: baseline_smallest_l0 " in line and "chance " in line
     assert summary_line(verdicts, toy=False) is None
     assert argmin_of("c_dec")(verdicts[0]["table"]) == 4.0
 
@@ -167,8 +183,9 @@ def test_leaderboard_is_deterministic_and_complete(tmp_path):
     assert "- **llm-bare**: LLM family" in markdown and "Not judged: toy-small.json" in markdown
     csv_rows = (first / "leaderboard.csv").read_text().splitlines()
     assert csv_rows[0].startswith("family,target,target_l0,selector,chosen_l0,interval_90_low")
-    # 2 toy families x 1 target + llm-partial x 2 targets + llm-bare x none, each x every selector
-    assert len(csv_rows) - 1 == 5 * len(judge_family(family_results("t", [2, 4, 8], 4), FAST)["selectors"])
+    assert {"censored", "label", "seed_spread"} <= set(csv_rows[0].split(","))
+    # 2 toy families x 1 target + llm-partial x 2 targets + llm-bare x none, each x every selector; chance per target
+    assert len(csv_rows) - 1 == 5 * len(judge_family(family_results("t", [2, 4, 8], 4), FAST)["selectors"]) + 4
 
 
 def test_toy_and_llm_families_get_separate_tables_with_cells_coloured_by_steps(tmp_path):
@@ -182,7 +199,7 @@ def test_toy_and_llm_families_get_separate_tables_with_cells_coloured_by_steps(t
     probing, absorption = rows["argmin_c_dec"]["cells"]  # c_dec dips at 40: one step below the probing peak (80)
     assert probing["main"] == "40" and probing["css"] == "s1" and probing["sub"] == "-1 step"
     assert absorption["css"] == "s1"
-    hits = [int(row["hits"].split("/")[0]) for row in toy["rows"] if row["hits"] != "-"]
+    hits = [float(row["hits"].split("/")[0]) for row in toy["rows"] if row["hits"] != "-"]  # chance: expected hits
     assert hits == sorted(hits, reverse=True)  # ranked by choices within one step
 
 

@@ -37,6 +37,7 @@ def assert_no_nan(value):
         assert math.isfinite(value)
 
 
+@pytest.mark.slow  # trains and evaluates toy families end to end
 def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, device):
     family = tiny_family(tmp_path)
     out = tmp_path / "results"
@@ -68,8 +69,9 @@ def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, 
     assert {"5", "6"} <= set(member["metrics"]["s_n_dec"])
     bootstrap = results["run"]["evaluation"]["bootstrap"]
     assert bootstrap["seed"] == 0 and bootstrap["evaluation_batches"] == 10 and bootstrap["seed_replicates"] == 2
-    assert len(member["batches"]["mse"]) == 10
-    assert sum(member["batches"]["mse"]) / 10 == pytest.approx(member["metrics"]["mse"], rel=0.05)
+    assert len(member["batches"]["rows"]) == 10 and sum(member["batches"]["rows"]) == 5_000
+    # the point estimate pools the bootstrap's batches
+    assert sum(member["batches"]["squared_error"]) / 5_000 == pytest.approx(member["metrics"]["mse"], rel=1e-12)
     assert results["run"]["training"]["reused_cache"] is False
 
     assert main(["run", "--family", str(family), "--out", str(out), "--quiet", "--device", device]) == 0
@@ -78,6 +80,7 @@ def test_run_writes_the_results_contract_and_reuses_the_cache(tmp_path, capsys, 
     assert [s["metrics"] for s in again["saes"]] == [s["metrics"] for s in results["saes"]]
 
 
+@pytest.mark.slow  # trains and evaluates toy families end to end
 def test_interrupted_training_resumes_and_matches_a_clean_run(tmp_path, monkeypatch):
     from l0eval.train import batched
 

@@ -192,4 +192,6 @@ def _absorption(run: _SuiteRun) -> dict:
             "library": "sae-bench", "version": importlib.metadata.version("sae-bench"),
             "setting": {**asdict(setting), "name": setting.name},
             "sae_bench_layer": absorption_eval.resid_post_layer(hook),
+            # SAEBench trusts absorption from width 16k and 1B parameters on (the verdict flags smaller settings)
+            "model_parameters": sum(p.numel() for p in run.loaded.model.parameters()),
             "prompt_template": absorption_eval.PROMPT_TEMPLATE, "prompt_token_pos": absorption_eval.PROMPT_TOKEN_POS}

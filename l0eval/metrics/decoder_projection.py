@@ -43,6 +43,8 @@ def nth_largest_per_input(projections: torch.Tensor, n_values: Iterable[float]) 
             raise ValueError(f"s_n^dec needs 0 <= n < h; got n={n} with h={width}")
     # the (index+1)-th largest sits at ascending position total - 1 - index
     positions = {n: total - 1 - index for n, index in indices.items()}
+    if not positions:
+        return {}
     if flat.is_cuda:
         ordered = flat.sort().values
         return {n: float(ordered[position]) for n, position in positions.items()}
@@ -70,6 +72,7 @@ class DecoderProjectionAccumulator:
         self.batch_size = x.shape[0] if self.batch_size is None else self.batch_size
 
     def compute(self) -> dict[float, float]:
+        """The point estimate: each n's per-batch values averaged (what a bootstrap resamples)."""
         if not self.n_values or not self.per_batch[self.n_values[0]]:
             raise ValueError("no batches were seen")
         return {n: sum(values) / len(values) for n, values in self.per_batch.items()}

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 # Bump the "/N" when a code change alters a metric's values: cached per-SAE records are keyed by these.
 FORMULAS = {
     "s_n_dec": "s_n_dec/1: mean over batches of the (n*B+1)-th largest of (X - b_dec) W_dec^T",
+    # dead latents keep their random initial decoder rows, which say nothing about the learnt features
+    "s_n_dec_alive": ("s_n_dec_alive/1: s_n_dec/1 over the decoder rows of latents that fired on the evaluation set "
+                      "(h_alive rows; n < h_alive)"),
     "c_dec": "pairwise_cosine/1: mean |cos| over pairs i<j of unit-normalised vectors",
+    "c_dec_alive": ("pairwise_cosine_alive/1: pairwise_cosine/1 over the decoder rows of latents that fired on the "
+                    "evaluation set"),
     "c_enc": "pairwise_cosine/1: mean |cos| over pairs i<j of unit-normalised vectors",
     "reconstruction": "reconstruction/1: mse summed-over-dims; VE uncentred; FVU centred (sae-lens 6.54 EV)",
     "feature_recovery": "toy_recovery/1: mean over true features of max_j |cos(d_j, e_i)|",
@@ -27,7 +32,7 @@ FORMULAS = {
 }
 
 # The groups every streamed evaluation records under ``run.metric_versions`` (LLM families add "spliced").
-STREAMED_FORMULAS = ("s_n_dec", "c_dec", "c_enc", "reconstruction", "feature_recovery")
+STREAMED_FORMULAS = ("s_n_dec", "s_n_dec_alive", "c_dec", "c_dec_alive", "c_enc", "reconstruction", "feature_recovery")
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,10 @@ _METRICS = (
     Metric("ce_loss_score", "CE loss recovered", "spliced", True, header="CE score"),
     Metric("kl_div_score", "KL score", "spliced", True, header="KL score"),
     Metric("c_dec", "c_dec", "c_dec", False, header="c_dec"),
+    Metric("c_dec_alive", "c_dec (live latents)", "c_dec_alive", False),
     Metric("c_enc", "c_enc", "c_enc", False, header="c_enc"),
     Metric("s_n_dec", "s_n^dec", "s_n_dec", False),
+    Metric("s_n_dec_alive", "s_n^dec (live latents)", "s_n_dec_alive", False),
     Metric("feature_recovery", "feature recovery (toy score)", "feature_recovery", True, header="recovery"),
     Metric("feature_mixing", "feature mixing", "feature_mixing", None),
     Metric("sparse_probing_k1", "sparse_probing_k1", "sparse_probing", True, target=True),

@@ -276,7 +276,8 @@ def compare_text(verdicts: list[dict]) -> str:
                                "selector": row["selector"], "chosen L0": fmt(row["chosen_l0"]),
                                "90% interval": "-" if not row.get("interval_90") else
                                f"{fmt(row['interval_90'][0])}-{fmt(row['interval_90'][1])}",
-                               "steps": "-" if row.get("error_steps") is None else f"{row['error_steps']:+d}",
+                               "steps": "-" if row.get("error_steps") is None else f"{row['error_steps']:+g}",
+                               "seed spread": fmt(row.get("seed_spread")),
                                "within 1": fmt(row.get("within_one")), "regret": fmt(row.get("regret"))}
                               for row in verdict["rows"]])
         blocks.append(f"{title}\n{frame.to_string(index=False)}")

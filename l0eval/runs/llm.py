@@ -47,7 +47,7 @@ def evaluate_on_llm(spec: LLMActivationSpec, family: Family, obtained: Obtained,
     width = obtained.saes[0].cfg.d_sae
     snd_n, n_values = n_values_for(obtained.members, width)
     rows = cache.n_rows(spec.exclude_bos)
-    metrics = (streamed_metrics(obtained.saes, cache.batches(BATCH_ROWS, spec.exclude_bos), n_values, rows,
+    metrics = (streamed_metrics(obtained.saes, lambda: cache.batches(BATCH_ROWS, spec.exclude_bos), n_values, rows,
                                 job.progress) if shared_pass else [{} for _ in obtained.saes])
     if spec.ce_sequences and downstream.wants("core"):
         _add_spliced(spec, loaded, obtained.saes, metrics, job)

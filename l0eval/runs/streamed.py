@@ -7,7 +7,7 @@ source without a model of its own can evaluate with ``evaluate_streamed`` alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -34,8 +34,10 @@ def n_values_for(members: list[MemberInfo], width: int) -> tuple[list[int], list
     return snd_n, snd_n_values([m.nominal_l0 for m in members if m.nominal_l0 is not None], width, snd_n)
 
 
-def streamed_metrics(saes: list, batches: Iterable[torch.Tensor], n_values: list[int], rows: int,
-                     progress: bool) -> list[dict]:
+Batches = Sequence[torch.Tensor] | Callable[[], Iterable[torch.Tensor]]  # a callable replays a stream from disk
+
+
+def streamed_metrics(saes: list, batches: Batches, n_values: list[int], rows: int, progress: bool) -> list[dict]:
     """Per SAE, the shared pass's metrics with per-batch values; s_n^dec on unit-norm decoder rows (the paper's
     LLM SAEs have them)."""
     return evaluate_family(saes, batches, n_values, normalize_decoder=True, progress_total=rows if progress else None,
@@ -59,10 +61,10 @@ def sae_entries(members: list[MemberInfo], metrics: list[dict], details: list[di
 
 
 def bootstrap_record(entries: list[dict]) -> dict[str, Any]:
-    return BootstrapDesign().record(len(entries[0]["batches"]["mse"]), 1)
+    return BootstrapDesign().record(len(entries[0]["batches"]["rows"]), 1)
 
 
-def evaluate_streamed(family: Family, obtained: Obtained, job: EvaluationJob, batches: Iterable[torch.Tensor],
+def evaluate_streamed(family: Family, obtained: Obtained, job: EvaluationJob, batches: Batches,
                       rows: int) -> dict[str, Any]:
     """Results from the shared pass alone: ``batches`` (``BATCH_ROWS`` rows each) through every SAE, the per-L0
     table and the selectors; no ground truth beyond what the metrics show."""

@@ -26,20 +26,28 @@ class Selector:
     name: str
     description: str
     pick: Callable[[pd.DataFrame], float | None]
+    label: str = "proxy"  # proxy | oracle | post_hoc | baseline (docs/selectors.md)
+    needs: tuple[str, ...] = ()  # metric columns that files from before the metric existed lack
+
+    def applies_to(self, table: pd.DataFrame) -> bool:
+        """False where the table never measured what this rule reads (not run, rather than undecided)."""
+        return all(column in table for column in self.needs)
 
 
-def snd_column(n: float) -> str:
-    return f"s_n_dec@{int(n) if float(n).is_integer() else n}"
+def snd_column(n: float, metric: str = "s_n_dec") -> str:
+    """The table column of ``metric`` (``s_n_dec`` or ``s_n_dec_alive``) at n."""
+    return f"{metric}@{int(n) if float(n).is_integer() else n}"
 
 
 def metric_row(l0: float, metrics: dict, **extra) -> dict:
-    """One row of a metric table: the SAE's L0 (the sweep axis), its flat metrics, and ``s_n_dec`` spread
-    into ``s_n_dec@n`` columns. The L0 the metrics measured goes under ``measured_l0``: it must not replace
-    the axis, or SAEs of one nominal L0 (seed replicates, threshold SAEs) would land on different rows."""
+    """One row of a metric table: the SAE's L0 (the sweep axis), its flat metrics, and ``s_n_dec`` (and
+    ``s_n_dec_alive``) spread into ``s_n_dec@n`` (``s_n_dec_alive@n``) columns. The L0 the metrics measured
+    goes under ``measured_l0``: it must not replace the axis, or SAEs of one nominal L0 (seed replicates,
+    threshold SAEs) would land on different rows."""
     row = {"l0": l0, **extra}
     for name, value in metrics.items():
-        if name == "s_n_dec":
-            row.update({snd_column(float(n)): v for n, v in value.items()})
+        if name in ("s_n_dec", "s_n_dec_alive"):
+            row.update({snd_column(float(n), name): v for n, v in value.items()})
         else:
             row["measured_l0" if name == "l0" else name] = value
     return row
@@ -196,19 +204,54 @@ def snd_width_aggregate(width: int) -> Callable[[pd.DataFrame], float | None]:
     return pick
 
 
+def grid_end(largest: bool) -> Callable[[pd.DataFrame], float | None]:
+    """A constant baseline: the smallest (or largest) L0 of the grid, whatever the metrics say."""
+
+    def pick(table: pd.DataFrame) -> float | None:
+        l0 = table["l0"].to_numpy(float)
+        return float(l0.max() if largest else l0.min()) if len(l0) else None
+
+    return pick
+
+
+def grid_middle(table: pd.DataFrame) -> float | None:
+    """A constant baseline: the grid's middle L0 (index floor((m - 1) / 2) of the m sorted L0s)."""
+    l0 = np.sort(table["l0"].to_numpy(float))
+    return float(l0[(len(l0) - 1) // 2]) if len(l0) else None
+
+
+def baseline_selectors(canonical_target: float = 100.0) -> list[Selector]:
+    """The constants every selector must beat (docs/selectors.md#baselines); chance is scored by the verdict."""
+    return [
+        Selector("baseline_smallest_l0", "always the grid's smallest L0 (baseline)", grid_end(largest=False),
+                 "baseline"),
+        Selector("baseline_largest_l0", "always the grid's largest L0 (baseline)", grid_end(largest=True), "baseline"),
+        Selector("baseline_grid_middle", "always the grid's middle L0 (baseline)", grid_middle, "baseline"),
+        Selector(f"canonical_{canonical_target:g}", f"L0 closest to {canonical_target:g} (Gemma Scope canonical; "
+                 "a constant baseline)", closest_to(canonical_target), "baseline"),
+    ]
+
+
 def default_selectors(snd_n: Sequence[float], canonical_target: float = 100.0,
-                      width: int | None = None) -> list[Selector]:
-    """The family's hand-set-n s_n^dec rules, then every other selector (n-free s_n^dec variants, the
-    cosine proxies, three rate-distortion rules and the canonical baseline). ``width`` (the SAE's d_sae)
-    enables the paper-ratio and width-aggregate s_n^dec rules."""
+                      width: int | None = None, hand_n_oracle: bool = False) -> list[Selector]:
+    """The family's hand-set-n s_n^dec rules (labelled oracle with ``hand_n_oracle``: the n was set from the
+    true L0), then every other selector (n-free s_n^dec variants, the cosine proxies, their live-latent
+    versions, three rate-distortion rules) and the constant baselines. ``width`` (the SAE's d_sae) enables
+    the paper-ratio and width-aggregate s_n^dec rules."""
+    hand_label = "oracle" if hand_n_oracle else "proxy"
     selectors = [Selector(f"argmin_s_n_dec@{snd_column(n).split('@')[1]}",
-                          f"L0 minimising the nth decoder projection, n={n:g}", argmin_of(snd_column(n)))
+                          f"L0 minimising the nth decoder projection, n={n:g}"
+                          + (" (oracle: n set from the true L0)" if hand_n_oracle else ""),
+                          argmin_of(snd_column(n)), hand_label)
                  for n in snd_n]
     if width is not None:
         paper_n = width_fraction_n(width, DEFAULT_N_OVER_WIDTH)
         selectors += [
             Selector("argmin_s_n_dec@paper_ratio", f"L0 minimising s_n^dec at the paper's n/width = 12000/32768 "
                      f"(n={paper_n})", argmin_of(snd_column(paper_n))),
+            Selector("argmin_s_n_dec@paper_ratio_alive", f"as argmin_s_n_dec@paper_ratio over live latents only "
+                     f"(n={paper_n})", argmin_of(snd_column(paper_n, "s_n_dec_alive")),
+                     needs=(snd_column(paper_n, "s_n_dec_alive"),)),
             Selector("s_n_dec_width_aggregate", "argmin of s_n^dec min-max normalised and averaged over n/width "
                      f"in {list(SND_WIDTH_FRACTIONS)}", snd_width_aggregate(width)),
         ]
@@ -216,9 +259,11 @@ def default_selectors(snd_n: Sequence[float], canonical_target: float = 100.0,
         Selector("s_n_dec_self_consistent", "smallest L0 k that minimises s_n^dec at n = floor(k) + 1",
                  snd_self_consistent),
         Selector("s_n_dec_self_consistent_interior", "as s_n_dec_self_consistent, ignoring argmins at either end "
-                 "of the L0 grid (added after the toy sweep showed boundary fixed points)",
-                 functools.partial(snd_self_consistent, interior=True)),
+                 "of the L0 grid (post-hoc: added after the toy sweep showed boundary fixed points)",
+                 functools.partial(snd_self_consistent, interior=True), "post_hoc"),
         Selector("argmin_c_dec", "L0 minimising mean |cos| between decoder rows", argmin_of("c_dec")),
+        Selector("argmin_c_dec_alive", "L0 minimising mean |cos| between the decoder rows of live latents",
+                 argmin_of("c_dec_alive"), needs=("c_dec_alive",)),
         Selector("argmin_c_enc", "L0 minimising mean |cos| between encoder columns", argmin_of("c_enc")),
         Selector("rd_knee_kneedle", "Kneedle knee of variance explained vs log L0 (rate-distortion)",
                  kneedle_knee("variance_explained")),
@@ -226,38 +271,47 @@ def default_selectors(snd_n: Sequence[float], canonical_target: float = 100.0,
                  max_curvature_knee),
         Selector("rd_budget_90", "smallest L0 achieving 90% of the family's FVU reduction (reconstruction budget)",
                  reconstruction_budget(0.9)),
-        Selector(f"canonical_{canonical_target:g}", f"L0 closest to {canonical_target:g} (Gemma Scope canonical)",
-                 closest_to(canonical_target)),
+        *baseline_selectors(canonical_target),
     ]
     return selectors
 
+
+def grid_step(grid: np.ndarray, l0: float) -> int:
+    """Index of the grid L0 nearest ``l0`` in log L0: errors are counted in these steps."""
+    return int(np.argmin(np.abs(np.log(grid) - np.log(l0))))
 
 
 def score_selectors(selectors: Sequence[Selector], table: pd.DataFrame, true_l0: float | None,
                     score_column: str | None = None,
                     replicate_tables: Sequence[pd.DataFrame] = ()) -> dict[str, dict]:
-    """Each selector's choice on ``table`` and, with a ground truth, its error and the chosen SAE's score.
+    """Each selector's choice on ``table`` and, with a ground truth, its error (in L0 and in grid steps)
+    and the chosen SAE's score.
 
-    ``replicate_tables`` (one per seed replicate) give the spread of choices: how often each selector
-    lands within one L0 step of the truth across independent trainings.
+    ``replicate_tables`` (one per seed replicate) give the seed spread: each replicate's choice and how
+    often it lands within one grid step of the truth across independent trainings.
     """
+    grid = table["l0"].to_numpy(float)
+
+    def within_one(chosen: float | None) -> bool:
+        return chosen is not None and abs(grid_step(grid, chosen) - grid_step(grid, true_l0)) <= 1
+
     scored = {}
     for selector in selectors:
         chosen = selector.pick(table)
-        entry: dict = {"description": selector.description, "chosen_l0": chosen}
+        entry: dict = {"description": selector.description, "label": selector.label, "chosen_l0": chosen}
         if chosen is None:
             entry["reason"] = "the selector found no decisive point on this family's curve"
         if true_l0 is not None:
             entry["error"] = None if chosen is None else chosen - true_l0
-            entry["within_one"] = None if chosen is None else bool(abs(chosen - round(true_l0)) <= 1)
+            entry["error_steps"] = None if chosen is None else grid_step(grid, chosen) - grid_step(grid, true_l0)
+            entry["within_one"] = None if chosen is None else within_one(chosen)
         if score_column is not None and chosen is not None:
             entry[score_column] = float(table.loc[table["l0"] == chosen, score_column].iloc[0])
         if replicate_tables:
             picks = [selector.pick(rep) for rep in replicate_tables]
             entry["replicate_choices"] = picks
             if true_l0 is not None:
-                hits = [p is not None and abs(p - round(true_l0)) <= 1 for p in picks]
-                entry["replicates_within_one"] = f"{sum(hits)}/{len(hits)}"
+                entry["replicates_within_one"] = f"{sum(within_one(p) for p in picks)}/{len(picks)}"
         scored[selector.name] = entry
     return scored
 

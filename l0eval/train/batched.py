@@ -146,10 +146,11 @@ class StackedBatchTopK(nn.Module):
         streams, group = self._streams(x)
         with record_function("encoder"):
             hidden_pre = self.pre_activations(x)  # [M, B, h]
-        with record_function("batch_topk"):
-            norms = self.decoder_norms().unsqueeze(1) if self.normalize_decoder else None
-            scaled = hidden_pre * norms if norms is not None else hidden_pre
+        norms = self.decoder_norms().unsqueeze(1) if self.normalize_decoder else None
+        scaled = hidden_pre * norms if norms is not None else hidden_pre
+        with record_function("aux_loss"):
             aux_codes = self._aux_codes(hidden_pre, scaled, dead)  # before the ReLU below may overwrite hidden_pre
+        with record_function("batch_topk"):
             acts, cutoffs = batch_topk_with_cutoffs(scaled.relu_() if norms is None else scaled.relu(), self.k,
                                                     self.last_cutoffs)
             self.last_cutoffs = cutoffs
