@@ -7,7 +7,11 @@ import sys
 from pathlib import Path
 
 from l0eval.errors import L0EvalError
+from l0eval.family.synthetic_spec import SyntheticFamilySpec
 from l0eval.family.toy_spec import FamilySpec
+
+# families whose SAEs l0eval trains (`run` applies --samples, --seed, --seeds to them)
+TRAINED_HERE = (FamilySpec, SyntheticFamilySpec)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -16,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     if len(set(args.family)) != len(args.family):
         raise L0EvalError("a --family is given twice")
     families = [resolve(name) for name in args.family]
-    families = [_with_overrides(f, args) if isinstance(f, FamilySpec) else f for f in families]
+    families = [_with_overrides(f, args) if isinstance(f, TRAINED_HERE) else f for f in families]
     if args.executor == "ray":
         return _run_on_ray(families, args)
     if args.ray_address:
@@ -83,8 +87,8 @@ def _downstream_config(args: argparse.Namespace):
                             explicit=bool(args.metrics))
 
 
-def _with_overrides(spec: FamilySpec, args: argparse.Namespace) -> FamilySpec:
-    """Apply --paper-recipe, --samples, --seed and --seeds to a toy family spec."""
+def _with_overrides(spec: FamilySpec | SyntheticFamilySpec, args: argparse.Namespace) -> FamilySpec:
+    """Apply --paper-recipe, --samples, --seed and --seeds to a toy or synthetic family spec."""
     if args.samples is not None and args.samples < spec.training.batch_size:
         raise L0EvalError(f"--samples {args.samples} is smaller than one batch ({spec.training.batch_size})")
     if args.seeds is not None and args.seeds < 1:
@@ -120,7 +124,7 @@ def _download(args: argparse.Namespace) -> int:
     from l0eval.saes.loaders import load_member
 
     family = resolve(args.family)
-    if isinstance(family, FamilySpec):
+    if isinstance(family, TRAINED_HERE):
         raise L0EvalError(f"'{family.name}' is a toy family: l0eval trains it, there is nothing to download")
     for member in family.members:
         sae = load_member(member, family.d_in or None)
@@ -135,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     from l0eval.train.llm import train_missing_l0s
 
     family = resolve(args.family)
-    if isinstance(family, FamilySpec) or "llm" not in family.activations:
+    if isinstance(family, TRAINED_HERE) or "llm" not in family.activations:
         raise L0EvalError(f"'{args.family}' has no LLM activations to train on (toy families train with `run`)")
     width = args.width or family.width
     if not width:

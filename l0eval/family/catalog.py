@@ -18,6 +18,8 @@ from l0eval.family.registry import (
     parse_sae_family,
     sae_lens_releases,
 )
+from l0eval.family.synthetic_spec import KIND as SYNTHETIC
+from l0eval.family.synthetic_spec import SyntheticFamilySpec, parse_synthetic_family
 from l0eval.family.toy_spec import BUILTIN_DIR, FamilySpec, builtin_family_names, load_family_file, read_yaml_file
 from l0eval.saes.hub_cache import is_cached
 
@@ -52,7 +54,7 @@ def _width(prefix: str) -> int:
     return int(label.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[label.group(2)]
 
 
-def resolve(name_or_path: str) -> FamilySpec | SAEFamily:
+def resolve(name_or_path: str) -> FamilySpec | SAEFamily | SyntheticFamilySpec:
     """A built-in toy, a hub registry family, a generated SAELens family, or a family YAML file."""
     if name_or_path in builtin_family_names():
         return _load_file(BUILTIN_DIR / f"{name_or_path}.yaml")
@@ -69,11 +71,13 @@ def resolve(name_or_path: str) -> FamilySpec | SAEFamily:
     raise SpecError(f"unknown family '{name_or_path}'{suggestion}")
 
 
-def _load_file(path: Path) -> FamilySpec | SAEFamily:
+def _load_file(path: Path) -> FamilySpec | SAEFamily | SyntheticFamilySpec:
     raw = read_yaml_file(path)
-    if isinstance(raw, dict) and raw.get("kind") == "saes":
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    parsers = {"saes": lambda: parse_sae_family(raw, path), SYNTHETIC: lambda: parse_synthetic_family(raw, str(path))}
+    if kind in parsers:
         try:
-            return parse_sae_family(raw, path)
+            return parsers[kind]()
         except SpecError as exc:
             raise SpecError(f"{path}: {exc}") from exc
     return load_family_file(path, raw)
@@ -102,7 +106,8 @@ def family_table(include_generated: bool = False) -> str:
         if isinstance(spec, SAEFamily):
             families[name] = spec
             continue
-        lines.append(f"{name:44s} {'toy':20s} {'-':>5s} {spec.sae.d_sae:>7d} {'batchtopk':10s} "
+        lines.append(f"{name:44s} {spec.kind if spec.kind == SYNTHETIC else 'toy':20s} {'-':>5s} "
+                     f"{spec.sae.d_sae:>7d} {'batchtopk':10s} "
                      f"{len(spec.sae.k_values):>4d} {_l0_text((min(spec.sae.k_values), max(spec.sae.k_values))):>10s} "
                      f"{'-':>9s} trains")
     families.update(hub_families())
@@ -118,7 +123,13 @@ def family_table(include_generated: bool = False) -> str:
     return "\n".join(lines)
 
 
-def member_table(family: FamilySpec | SAEFamily) -> str:
+def member_table(family: FamilySpec | SAEFamily | SyntheticFamilySpec) -> str:
+    if isinstance(family, SyntheticFamilySpec):
+        ks = ", ".join(f"{k:g}" for k in family.sae.k_values)
+        config = family.world.config
+        world = family.world.hub or f"{config.num_features} features, hidden {config.hidden_dim}"
+        return (f"{family.name} (synthetic world: {world}): {family.description}\nk = {ks}; "
+                f"seeds {list(family.training.seeds)}; trained by l0eval")
     if isinstance(family, FamilySpec):
         ks = ", ".join(f"{k:g}" for k in family.sae.k_values)
         return (f"{family.name} ({family.kind}): {family.description}\ntrue L0 {family.toy.true_l0:.4f}; "

@@ -125,6 +125,7 @@ def markdown(verdicts: list[dict], skipped: list[str]) -> str:
     for verdict in verdicts:
         lines.append(f"- **{verdict['family']}**: {verdict['description']}. "
                      + (f"No target: {verdict['no_target_reason']}. " if verdict["no_target_reason"] else "")
+                     + (f"Ground truth: {verdict['targets_note']}. " if verdict.get("targets_note") else "")
                      + f"Bootstrap over {verdict['bootstrap_unit']}. "
                      + f"![{verdict['family']}](plots/{verdict['family']}.png)")
     lines += ["", "## Selectors", ""]
@@ -230,6 +231,8 @@ def compare_text(verdicts: list[dict]) -> str:
         title = f"family {verdict['family']}: {verdict['description']}"
         if verdict["no_target_reason"]:
             title += f"\nno ground truth: {verdict['no_target_reason']}"
+        if verdict.get("targets_note"):
+            title += f"\nground truth: {verdict['targets_note']}"
         frame = pd.DataFrame([{"target": row["target"] or "-", "target L0": fmt(row.get("target_l0"), 4),
                                "selector": row["selector"], "chosen L0": fmt(row["chosen_l0"]),
                                "90% interval": "-" if not row.get("interval_90") else

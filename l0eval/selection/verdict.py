@@ -69,6 +69,9 @@ def verdict_selectors(results: dict) -> list[Selector]:
 
 def family_targets(results: dict, table: pd.DataFrame) -> list[Target]:
     truth = results.get("ground_truth", {})
+    if truth.get("targets"):  # several ground-truth targets (synthetic worlds): each one judged
+        return [Target(t["name"], float(t["l0"]), t["score"] if t.get("score") in table else None)
+                for t in truth["targets"]]
     if truth.get("true_l0") is not None:
         score = truth.get("score") if truth.get("score") in table else None
         return [Target("true_l0", float(truth["true_l0"]), score)]
@@ -126,7 +129,8 @@ def judge_family(results: dict, design: BootstrapDesign = BootstrapDesign()) -> 
             "grid": table["l0"].tolist(), "table": table, "targets": targets, "hand_n": hand_n,
             "width": family_width(results), "bootstrap_unit": resampled,
             "selectors": {s.name: s.description for s in selectors}, "rows": rows,
-            "no_target_reason": None if targets else truth.get("reason", "no ground truth and no target metric")}
+            "no_target_reason": None if targets else truth.get("reason", "no ground truth and no target metric"),
+            "targets_note": truth.get("targets_note")}
 
 
 def selector_tally(verdicts: list[dict], toy: bool) -> dict[str, dict]:
