@@ -21,6 +21,7 @@ def _run(args: argparse.Namespace) -> int:
         raise L0EvalError("a --family is given twice")
     families = [resolve(name) for name in args.family]
     families = [_with_overrides(f, args) if isinstance(f, TRAINED_HERE) else f for f in families]
+    _check_before_starting(families, args)
     if args.executor == "ray":
         return _run_on_ray(families, args)
     if args.ray_address:
@@ -37,6 +38,20 @@ def _run(args: argparse.Namespace) -> int:
         _write_results(run_family(family, device=args.device, progress=not args.quiet, downstream=downstream),
                        args.out)
     return 0
+
+
+def _check_before_starting(families: list, args: argparse.Namespace) -> None:
+    """Every family can start, and none would replace a committed results file: checked for all before any runs."""
+    from l0eval.family.readiness import needs_text, run_needs
+    from l0eval.results import is_committed
+
+    problems = [line for family in families
+                for line in needs_text(family.name, [need for need in run_needs(family) if need.blocking])]
+    if not args.force:
+        problems += [f"{path} is a committed results file of another run; pass --force to replace it, or --out DIR"
+                     for path in (Path(args.out) / f"{family.name}.json" for family in families) if is_committed(path)]
+    if problems:
+        raise L0EvalError("; ".join(problems))
 
 
 def _write_results(results: dict, out: str) -> None:
@@ -167,9 +182,31 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from l0eval.publish.leaderboard import write_leaderboard
+    from l0eval.publish.screenshots import find_chromium, write_screenshots
 
     written = write_leaderboard(args.results, args.out, _bootstrap_design(args))
-    print(f"leaderboard written to {args.out}/ ({len(written)} files)")
+    chromium = None if args.no_screenshots else find_chromium()
+    if chromium:
+        written += write_screenshots(args.out, chromium)
+    print(f"leaderboard written to {args.out}/ ({len(written)} files)"
+          + ("" if chromium or args.no_screenshots else "; screenshots not regenerated: no Chromium found "
+                                                         "(install chromium or set L0EVAL_CHROMIUM)"))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from l0eval.publish.saebench_export import export_saebench
+    from l0eval.results import read_results
+
+    if (args.family is None) == (args.results_file is None):
+        raise L0EvalError("give one of --family NAME or --results-file PATH")
+    path = Path(args.results_file) if args.results_file else Path(args.results) / f"{args.family}.json"
+    if not path.is_file():
+        raise L0EvalError(f"no results file {path}" + ("" if args.results_file else
+                                                        f"; run `l0eval run --family {args.family}` first"))
+    written = export_saebench(read_results(path), args.out, _bootstrap_design(args))
+    folders = sorted({p.parent.name for p in written})
+    print(f"{len(written)} SAEBench files written to {args.out}/ ({', '.join(folders)})")
     return 0
 
 
@@ -188,13 +225,18 @@ def _add_verdict_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import l0eval
+
     parser = argparse.ArgumentParser(prog="l0eval", description="Which L0 is right for this sparse autoencoder?")
+    parser.add_argument("--version", action="version", version=f"l0eval {l0eval.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train/evaluate a family, apply every L0 selector, write results JSON")
     run.add_argument("--family", required=True, action="append",
                      help="built-in family name (see `l0eval families`) or a YAML path; repeat for several")
-    run.add_argument("--out", default="results", help="directory for <family>.json (default: results)")
+    run.add_argument("--out", default="results", help="directory for <family>.json (default: results); a "
+                                                      "results file committed to git is not replaced without --force")
+    run.add_argument("--force", action="store_true", help="replace a committed results file in --out")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     run.add_argument("--seed", type=int, help="first training seed replicate (also the training-data seed)")
     run.add_argument("--seeds", type=int, help="number of seed replicates per L0")
@@ -228,30 +270,45 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--l0", type=float, nargs="+", required=True, help="the L0s (BatchTopK k) to train")
     train.add_argument("--width", type=int, help="SAE width (default: the family's `width`)")
     train.add_argument("--samples", type=int, default=2_000_000, help="training tokens per SAE (default 2M)")
-    train.add_argument("--batch-size", type=int, default=4096)
-    train.add_argument("--lr", type=float, default=3e-4)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--batch-size", type=int, default=4096, help="tokens per training batch (default 4096)")
+    train.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    train.add_argument("--seed", type=int, default=0, help="training seed: data order and initialisation (default 0)")
+    train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
 
     download = sub.add_parser("download", help="fetch a hub family's SAEs into the Hugging Face cache and check "
                                                "that each loads")
-    download.add_argument("--family", required=True)
+    download.add_argument("--family", required=True, help="a hub registry family or family YAML (see `l0eval "
+                                                          "families`)")
     download.set_defaults(handler=_download)
 
     compare = sub.add_parser("compare", help="per family in results/, each selector's choice vs the ground truth")
     _add_verdict_options(compare)
     compare.set_defaults(handler=_compare)
 
-    leaderboard = sub.add_parser("leaderboard", help="regenerate leaderboard/ (markdown, CSV, HTML, plots) from "
-                                                     "every family in results/")
+    leaderboard = sub.add_parser("leaderboard", help="regenerate leaderboard/ (markdown, CSV, HTML, plots, "
+                                                     "screenshots) from every family in results/")
     _add_verdict_options(leaderboard)
     leaderboard.add_argument("--out", default="leaderboard", help="output directory (default: leaderboard)")
+    leaderboard.add_argument("--no-screenshots", action="store_true",
+                             help="skip the 1280/1920 px page screenshots (taken when a Chromium is found)")
     leaderboard.set_defaults(handler=_leaderboard)
 
+    export = sub.add_parser("export", help="write a family's results in another tool's format (SAEBench / "
+                                           "Neuronpedia eval_results.json files)")
+    export.add_argument("--format", choices=["saebench"], default="saebench",
+                        help="saebench: one <eval_type>/<sae>_eval_results.json per SAE and eval type, plus the "
+                             "L0 verdict as eval type l0eval_l0_selection (default: saebench)")
+    export.add_argument("--family", help="family name: exports <results>/<family>.json")
+    export.add_argument("--results-file", help="a results JSON file to export instead of --family")
+    _add_verdict_options(export)
+    export.add_argument("--out", default="eval_results", help="output directory (default: eval_results)")
+    export.set_defaults(handler=_export)
+
     families = sub.add_parser("families", help="list known families (`families show NAME` lists members)")
-    families.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    families.add_argument("action", nargs="?", choices=["list", "show"], default="list",
+                          help="list: every family and what its run still needs (default); show: one family's members")
     families.add_argument("name", nargs="?", help="family name or YAML path, with `show`")
     families.add_argument("--all", action="store_true",
                           help="also list families generated from SAELens releases (every layer and width)")

@@ -49,6 +49,19 @@ def git_hash() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def is_committed(path: str | Path) -> bool:
+    """Whether git tracks ``path`` (a results file of an earlier, recorded run); False outside a checkout."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        out = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=path.parent, capture_output=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
+
+
 def device_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
@@ -88,11 +101,16 @@ def to_json_safe(value: Any) -> Any:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomic write (temp file + rename), sorted keys off so the file reads top-down as the schema does."""
+    """Atomic write, sorted keys off so the file reads top-down as the schema does."""
+    return write_text(path, json.dumps(to_json_safe(payload), indent=2, allow_nan=False) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomic write (temp file + rename): an interrupted write leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_json_safe(payload), indent=2, allow_nan=False) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
 

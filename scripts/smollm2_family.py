@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = (["train", "--family", "smollm2-l0", "--l0", *L0S, "--samples", args.samples, "--lr", args.lr,
               "--device", args.device],
-             ["run", "--family", "smollm2-l0", "--out", args.out, "--device", args.device])
+             ["run", "--family", "smollm2-l0", "--out", args.out, "--device", args.device, "--force"])
     for step in steps:
         if l0eval(step) != 0:
             sys.exit(f"`l0eval {' '.join(step)}` failed")

@@ -23,7 +23,7 @@ SWEEP = sorted(BUILTIN_DIR.glob("sweep-*.yaml"))
 
 def run_sweep(device: str, out: str, leaderboard: str) -> int:
     for path in SWEEP:
-        status = main(["run", "--family", str(path), "--out", out, "--device", device, "--quiet"])
+        status = main(["run", "--family", str(path), "--out", out, "--device", device, "--quiet", "--force"])
         if status:
             return status
     return main(["leaderboard", "--results", out, "--out", leaderboard])

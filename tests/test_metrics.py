@@ -112,3 +112,13 @@ def test_feature_recovery_and_mixing():
     mixed_negative[1:] -= 0.5 * embedding[:, 0]
     assert feature_mixing(mixed_negative, embedding, feature=0) < -0.4
     assert latent_feature_cosines(mixed, embedding).shape == (3, 3)
+
+
+def test_metric_registry_is_complete_and_consistent():
+    from l0eval.metrics.registry import CONSOLE_COLUMNS, FORMULAS, METRICS, PLOT_PANELS, target_metrics
+
+    assert set(CONSOLE_COLUMNS) | set(PLOT_PANELS) <= set(METRICS)
+    assert all(METRICS[name].header for name in CONSOLE_COLUMNS)
+    assert all(metric.formula in FORMULAS for metric in METRICS.values())
+    # a target is judged by where its metric is best: it needs a direction
+    assert target_metrics() and all(metric.higher_is_better is not None for metric in target_metrics())

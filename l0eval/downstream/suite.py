@@ -17,6 +17,7 @@ from l0eval.downstream import absorption as absorption_eval
 from l0eval.downstream import probe_data, saebench_probing
 from l0eval.downstream import sae_probes_protocol as sae_probes
 from l0eval.errors import L0EvalError
+from l0eval.metrics.registry import ABSORPTION_COLUMNS, ABSORPTION_SCORES
 
 ALL_METRICS = ("core", "snd", "probing", "absorption")
 DEFAULT_SEED = 42  # sae-probes' and SAEBench's default seed
@@ -158,9 +159,9 @@ def _absorption(loaded, hook, names, saes, config, device, per_sae, details) -> 
     results = absorption_eval.run_absorption(loaded, hook, list(zip(names, saes)), setting, config.seed, device)
     for index, result in enumerate(results):
         per_sae[index].update({key: value for key, value in result.items()
-                               if key in ("absorption_fraction", "full_absorption", "absorption_num_split_features")})
+                               if key in ABSORPTION_COLUMNS})
         details[index]["absorption"] = {key: value for key, value in result.items()
-                                        if key not in ("absorption_fraction", "full_absorption")}
+                                        if key not in ABSORPTION_SCORES}
     return {"protocol": "SAEBench absorption_first_letter (sae-bench's k-sparse probing and feature-absorption "
                         "functions with our model injected; deviations in l0eval/downstream/absorption.py); "
                         "absorption_fraction = mean_absorption_fraction_score, full_absorption = "

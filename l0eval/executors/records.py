@@ -21,7 +21,7 @@ from l0eval.downstream.suite import DownstreamConfig
 from l0eval.executors.units import Unit, member_ids
 from l0eval.family.registry import SAEFamily
 from l0eval.family.toy_spec import FamilySpec, resolve_family
-from l0eval.metrics.stream import METRIC_VERSIONS
+from l0eval.metrics.registry import metric_versions
 from l0eval.results import SCHEMA_VERSION, read_results, write_json
 from l0eval.runs.saes import sweep_verdict
 from l0eval.saes import store
@@ -108,10 +108,8 @@ def _family_content(family: FamilySpec | SAEFamily) -> dict:
 
 def _metric_versions(family: FamilySpec | SAEFamily) -> dict:
     if isinstance(family, SAEFamily) and "llm" in family.activations:
-        from l0eval.activations.llm import splice
-
-        return {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION}
-    return METRIC_VERSIONS
+        return metric_versions("spliced")
+    return metric_versions()
 
 
 def _member_keys(family: FamilySpec | SAEFamily, ids: list[str]) -> dict[str, str]:

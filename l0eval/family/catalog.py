@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from l0eval.errors import SpecError
+from l0eval.family.readiness import needs_text, run_needs
 from l0eval.family.registry import (
     SAEFamily,
     hub_families,
@@ -120,7 +121,20 @@ def family_table(include_generated: bool = False) -> str:
         lines.append(f"{name:44s} {family.model:20s} {str(family.layer):>5s} {family.width:>7d} "
                      f"{family.architecture:10s} {len(family.members):>4d} {l0s:>10s} {size:>9s} "
                      f"{cached}/{len(family.members)}")
-    return "\n".join(lines)
+    return "\n".join(lines + _needs_footer(families))
+
+
+def _needs_footer(families: dict[str, SAEFamily]) -> list[str]:
+    """Per family whose run cannot start yet, what it lacks and the command that gets it; one line for the
+    hub families, which download on their first run."""
+    blocked = [line for name, family in families.items()
+               for line in needs_text(name, [need for need in run_needs(family) if need.blocking])]
+    downloads = any(not need.blocking for family in families.values() for need in run_needs(family))
+    lines = ["", "needed before `l0eval run`:", *(f"  {line}" for line in blocked)] if blocked else []
+    if downloads:
+        lines += ["", "families not cached download their SAEs on the first `l0eval run`; "
+                      "`l0eval download --family NAME` fetches and checks them ahead"]
+    return lines
 
 
 def member_table(family: FamilySpec | SAEFamily | SyntheticFamilySpec) -> str:
@@ -142,4 +156,5 @@ def member_table(family: FamilySpec | SAEFamily | SyntheticFamilySpec) -> str:
         l0 = "-" if member.nominal_l0 is None else f"{member.nominal_l0:g}"
         lines.append(f"  {member.id:36s} nominal L0 {l0:>6s}  {'cached' if is_cached(member) else 'not cached':10s} "
                      f"{where}")
-    return "\n".join(lines)
+    needs = needs_text(family.name, run_needs(family))
+    return "\n".join(lines + (["", "needed before `l0eval run`:", *(f"  {line}" for line in needs)] if needs else []))

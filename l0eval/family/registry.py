@@ -58,6 +58,7 @@ class SAEFamily:
     layer: int | None = None
     activations: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     spec_path: str = ""
+    build: str = ""  # the command that creates the members (family files' `build:`), for `l0eval families`
 
     @property
     def download_bytes(self) -> int:
@@ -187,7 +188,7 @@ def _trained_on(member: dict, activations: dict) -> bool:
 def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
     """A user family (``kind: saes``): members in local folders, hub repos or SAELens releases."""
     top = check_keys(raw, {"name", "kind", "description", "model", "hook", "d_in", "width", "architecture",
-                            "members", "activations"}, "", required={"name", "kind", "d_in", "members"})
+                            "members", "activations", "build"}, "", required={"name", "kind", "d_in", "members"})
     if not isinstance(top["members"], list):
         raise SpecError("'members' must be a list (it may be empty when `l0eval train` fills the family)")
     members = tuple(_parse_member(m, i, source_path.parent) for i, m in enumerate(top["members"]))
@@ -204,4 +205,4 @@ def parse_sae_family(raw: Any, source_path: Path) -> SAEFamily:
                      d_in=number(top["d_in"], "d_in", integer=True, low=1),
                      width=number(top.get("width", 0), "width", integer=True, low=0),
                      architecture=str(top.get("architecture", "")), source="user", members=members,
-                     activations=activations, spec_path=str(source_path))
+                     activations=activations, spec_path=str(source_path), build=str(top.get("build", "")))

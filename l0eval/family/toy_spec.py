@@ -19,6 +19,7 @@ import yaml
 
 from l0eval.errors import SpecError
 from l0eval.family.validation import check_keys, number, number_list
+from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,6 @@ class EvaluationSpec:
 
 # Bump when a code change alters what training a given spec produces (cached SAEs are keyed by it).
 TRAINING_PROCEDURE_VERSION = 2
-
-# The paper's LLM setting, n = 12000 for width 32768: the default n for s_n^dec when a spec names none.
-DEFAULT_N_OVER_WIDTH = 12000 / 32768
 
 
 @dataclass(frozen=True)

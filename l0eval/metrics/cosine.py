@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import torch
 
-METRIC_VERSION = "pairwise_cosine/1: mean |cos| over pairs i<j of unit-normalised vectors"
-
 
 @torch.no_grad()
 def mean_abs_pairwise_cosine(vectors: torch.Tensor, block_rows: int = 4096) -> float:

@@ -17,8 +17,6 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-METRIC_VERSION = "s_n_dec/1: mean over batches of the (n*B+1)-th largest of (X - b_dec) W_dec^T"
-
 
 def decoder_projections(x: torch.Tensor, w_dec: torch.Tensor, b_dec: torch.Tensor,
                         normalize_decoder: bool = False) -> torch.Tensor:

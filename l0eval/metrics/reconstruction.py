@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import torch
 
-METRIC_VERSION = "reconstruction/1: mse summed-over-dims; VE uncentred; FVU centred (sae-lens 6.54 EV)"
-
 
 class ReconstructionAccumulator:
     """Accumulates sums in float64 over batches of (x, x_hat, latent activations)."""

@@ -12,19 +12,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from l0eval.metrics import cosine, decoder_projection, reconstruction, toy_recovery
 from l0eval.metrics.cosine import decoder_cosine, encoder_cosine
 from l0eval.metrics.decoder_projection import DecoderProjectionAccumulator
 from l0eval.metrics.reconstruction import ReconstructionAccumulator
 from l0eval.metrics.toy_recovery import feature_recovery
-
-METRIC_VERSIONS = {
-    "s_n_dec": decoder_projection.METRIC_VERSION,
-    "c_dec": cosine.METRIC_VERSION,
-    "c_enc": cosine.METRIC_VERSION,
-    "reconstruction": reconstruction.METRIC_VERSION,
-    "feature_recovery": toy_recovery.METRIC_VERSION,
-}
 
 
 @torch.no_grad()

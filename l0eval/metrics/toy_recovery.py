@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-METRIC_VERSION = "toy_recovery/1: mean over true features of max_j |cos(d_j, e_i)|"
-
 
 def latent_feature_cosines(w_dec: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
     """cos(d_j, e_i) for every latent j (rows of W_dec [h, d]) and true feature i (columns of E [d, F]): [h, F]."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from l0eval.metrics.registry import CONSOLE_COLUMNS, METRICS
 from l0eval.selection.selectors import snd_column
 
 
@@ -15,19 +16,14 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-# (header, by_l0 column) in display order; columns a family lacks are left out
-_COLUMNS = [("VE", "variance_explained"), ("FVU", "fvu"), ("MSE", "mse"), ("L0 measured", "measured_l0"),
-            ("dead", "dead_fraction"), ("CE score", "ce_loss_score"), ("KL score", "kl_div_score"),
-            ("c_dec", "c_dec"), ("c_enc", "c_enc")]
-
-
 def l0_table(results: dict) -> str:
     """The per-L0 metric table (means over seed replicates), beside the ground-truth SAE's VE for toys."""
     by_l0 = pd.DataFrame(results["by_l0"])
     reference = results.get("reference", {}).get("ground_truth_sae", [])
     gt = {row["l0"]: row["variance_explained"] for row in reference}
     columns = {"L0": by_l0["l0"].map(lambda v: f"{v:g}")}
-    for header, column in _COLUMNS:
+    for column in CONSOLE_COLUMNS:  # columns a family lacks are left out
+        header = METRICS[column].header
         if column == "measured_l0" and "feature_recovery" in by_l0:
             continue  # toys: BatchTopK makes the measured L0 equal to k
         if column in by_l0:
@@ -37,7 +33,7 @@ def l0_table(results: dict) -> str:
     for n in results["family"]["selectors"]["snd_n"]:
         columns[f"s_{n}"] = by_l0[snd_column(n)].map(_fmt)
     if "feature_recovery" in by_l0:
-        columns["recovery"] = by_l0["feature_recovery"].map(_fmt)
+        columns[METRICS["feature_recovery"].header] = by_l0["feature_recovery"].map(_fmt)
     return pd.DataFrame(columns).to_string(index=False)
 
 

@@ -1,19 +1,27 @@
 """`l0eval leaderboard`: regenerate leaderboard/ from every family result in results/.
 
-Writes README.md (the tables), leaderboard.csv (one row per family, target and selector), index.html (a
-static page with the tables and plots) and plots/<family>.png (each metric vs L0 on log axes, the ground
-truth and every selector's choice with its bootstrap interval). Nothing in the output depends on the time
-or the machine, so regenerating from the same results gives byte-identical files.
+Writes README.md and index.html (jinja2 templates in ``l0eval/publish/templates/``, tables built with
+pandas), leaderboard.csv (one row per family, target and selector) and plots/<family>.png (each metric vs
+L0, every selector's pick, the targets; ``l0eval.publish.plots``). Families with a known true L0 (toys,
+synthetic worlds) and LLM families (downstream targets) get separate tables: their errors and regrets
+mean different things. Nothing in the output depends on the time or the machine, so regenerating from
+the same results gives byte-identical files; ``l0eval.publish.screenshots`` adds browser screenshots.
+
+Everything is rendered from the verdict's plain data (its ``rows`` and the tally), so fields a newer
+verdict adds to a row reach the CSV without a change here.
 """
 
 from __future__ import annotations
 
-import csv
-import html
 import io
+import math
 from pathlib import Path
 
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
 from l0eval.errors import ResultsError
+from l0eval.family.sae_lens_ids import member_identity
 from l0eval.results import read_results
 from l0eval.selection.bootstrap import BootstrapDesign
 from l0eval.selection.verdict import NotJudgeable, judge_family, selector_tally, summary_line
@@ -23,209 +31,232 @@ CSV_COLUMNS = ("family", "target", "target_l0", "selector", "chosen_l0", "interv
                "regret")
 
 NOT_FAMILY_PREFIXES = ("bench_", "demo_")
+TRUE_L0 = "true_l0"
+# Cell colours by |error| in grid steps: (css class, legend text); 3 and more share the last
+STEP_CLASSES = (("s0", "on target"), ("s1", "1 step off"), ("s2", "2 steps off"), ("s3", "3+ steps off"))
 
 
-def collect(results_dir: str | Path, design: BootstrapDesign = BootstrapDesign()) -> tuple[list[dict], list[str]]:
-    """Verdicts for every family result in ``results_dir`` (sorted by file name; ``bench_*.json`` and
-    ``demo_*.json`` are benchmarks and demos, not families), and one line for each file that has no L0
+def judged_families(results_dir: str | Path, design: BootstrapDesign = BootstrapDesign()
+                    ) -> tuple[list[tuple[dict, dict]], list[str]]:
+    """(results, verdict) for every family result in ``results_dir`` (sorted by file name; ``bench_*.json``
+    and ``demo_*.json`` are benchmarks and demos, not families), and one line for each file that has no L0
     sweep to judge."""
     paths = sorted(p for p in Path(results_dir).glob("*.json") if not p.name.startswith(NOT_FAMILY_PREFIXES))
     if not paths:
         raise ResultsError(f"no family results (*.json) in {results_dir}")
-    verdicts, skipped = [], []
+    judged, skipped = [], []
     for path in paths:
+        results = read_results(path)
         try:
-            verdicts.append(judge_family(read_results(path), design))
+            judged.append((results, judge_family(results, design)))
         except NotJudgeable as reason:
             skipped.append(f"{path.name}: {reason}")
-    return verdicts, skipped
+    return judged, skipped
+
+
+def collect(results_dir: str | Path, design: BootstrapDesign = BootstrapDesign()) -> tuple[list[dict], list[str]]:
+    """The verdicts of ``judged_families`` and the files skipped."""
+    judged, skipped = judged_families(results_dir, design)
+    return [verdict for _, verdict in judged], skipped
 
 
 def fmt(value, digits: int = 3) -> str:
     """Numbers as text, the same on every machine: integers bare, others to ``digits`` significant figures."""
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return " ".join(fmt(item, digits) for item in value)
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e6):
         return str(int(value))
     return f"{value:.{digits}g}"
 
 
-def cell(row: dict) -> str:
-    """One table cell: chosen L0, error in steps and regret; ``≈a–b`` when the bootstrap cannot tell the
-    choice from other L0s (each picked in >= 5% of resamples)."""
-    if row["chosen_l0"] is None:
-        return "none"
-    text = fmt(row["chosen_l0"])
-    if row.get("target") is not None:
-        steps = row["error_steps"]
-        text += f" ({steps:+d}" + ("" if row["regret"] is None else f"; {fmt(row['regret'], 2)}") + ")"
-    plausible = row.get("plausible_l0s") or []
-    if len(plausible) > 1:
-        text += f" ≈{fmt(min(plausible))}–{fmt(max(plausible))}"
-    return text
+# --- tables -------------------------------------------------------------------------------------------------
+
+def _has_kind(verdict: dict, toy: bool) -> bool:
+    return any((target.name == TRUE_L0) == toy for target in verdict["targets"])
 
 
-def main_table(verdicts: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): one row per (family, target), one column per selector (the union, in first-seen order)."""
-    selectors = list(dict.fromkeys(name for v in verdicts for name in v["selectors"]))
-    header = ["family", "target", "target L0", *selectors]
-    rows = []
+def column_keys(verdicts: list[dict], toy: bool) -> list[tuple[str, str]]:
+    """(family, target) of one kind, in file then target order."""
+    return list(dict.fromkeys((v["family"], row["target"]) for v in verdicts for row in v["rows"]
+                              if row.get("target") is not None and (row["target"] == TRUE_L0) == toy))
+
+
+def choice_frame(verdicts: list[dict], toy: bool) -> pd.DataFrame:
+    """Rows: selectors (every verdict row's selector, chance and other baselines included); columns: (family,
+    target) of one kind; each cell the verdict row itself (None where a selector did not run)."""
+    by_selector: dict[str, dict] = {}
     for verdict in verdicts:
-        by_target: dict = {}
         for row in verdict["rows"]:
-            by_target.setdefault(row["target"], {})[row["selector"]] = row
-        for target, cells in by_target.items():
-            first = next(iter(cells.values()))
-            rows.append([verdict["family"], target or "none", fmt(first.get("target_l0"), 4),
-                         *(cell(cells[name]) if name in cells else "" for name in selectors)])
-    return header, rows
+            if row.get("target") is not None and (row["target"] == TRUE_L0) == toy:
+                by_selector.setdefault(row["selector"], {})[(verdict["family"], row["target"])] = row
+    keys = column_keys(verdicts, toy)
+    if not keys:
+        return pd.DataFrame()
+    return pd.DataFrame([[cells.get(key) for key in keys] for cells in by_selector.values()],
+                        index=list(by_selector), columns=pd.MultiIndex.from_tuples(keys))
 
 
-def tally_table(verdicts: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["selector", "toy: within one step", "toy: mean |steps|", "toy: mean regret",
-              "LLM targets: within one step", "LLM: mean |steps|", "LLM: mean regret"]
-    tallies = [selector_tally(verdicts, toy=True), selector_tally(verdicts, toy=False)]
-    names = list(dict.fromkeys(name for tally in tallies for name in tally))
+def tally_frame(verdicts: list[dict], toy: bool) -> pd.DataFrame:
+    """Per selector over the kind's targets: label, hits, judged, mean |steps| and mean regret; ranked by hits,
+    then mean |steps|, then name."""
+    tally = selector_tally(verdicts, toy)
+    frame = pd.DataFrame([{"selector": name, "label": entry.get("label"), "hits": entry["hits"],
+                           "judged": entry["judged"], "mean_steps": _mean(entry["steps"]),
+                           "mean_regret": _mean(entry["regret"])} for name, entry in tally.items()])
+    if frame.empty:
+        return frame
+    frame["rank_steps"] = frame["mean_steps"].fillna(math.inf)
+    frame = frame.sort_values(["hits", "rank_steps", "selector"], ascending=[False, True, True], kind="stable")
+    return frame.drop(columns="rank_steps").set_index("selector")
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def cell_view(row: dict | None) -> dict:
+    """What one table cell shows: the choice, its error and regret, the bootstrap's doubt, a colour class."""
+    if row is None or (isinstance(row, float) and math.isnan(row)):
+        return {"css": "absent", "main": "", "sub": "", "doubt": "", "title": "not run on this family"}
+    steps = row.get("error_steps")
+    censored = bool(row.get("censored"))
+    if row.get("chosen_l0") is None and steps is None:
+        return {"css": "none", "main": "none", "sub": "no decisive point", "doubt": "", "title": ""}
+    if row.get("chosen_l0") is None:  # an expectation (the chance baseline): no single choice
+        main, sub = "E", f"|steps| {fmt(steps, 2)}"
+    else:
+        main = fmt(row["chosen_l0"])
+        sub = "" if steps is None else f"{steps:+d} step{'s' if abs(steps) != 1 else ''}" if isinstance(steps, int) \
+            else f"{fmt(steps, 2)} steps"
+    if row.get("regret") is not None:
+        sub += f" · regret {fmt(row['regret'], 2)}"
+    plausible = row.get("plausible_l0s") or []
+    doubt = f"≈{fmt(min(plausible))}–{fmt(max(plausible))}" if len(plausible) > 1 else ""
+    css = "censored" if censored else _step_class(steps)
+    interval = row.get("interval_90")
+    title = "; ".join(part for part in (
+        f"90% interval {fmt(interval[0])}–{fmt(interval[1])}" if interval else "",
+        f"point share {fmt(row['point_share'], 2)}" if row.get("point_share") is not None else "",
+        "target at a grid end: censored, not counted" if censored else "") if part)
+    return {"css": css, "main": main, "sub": sub, "doubt": doubt, "title": title}
+
+
+def _step_class(steps) -> str:
+    if steps is None:
+        return "none"
+    return STEP_CLASSES[min(int(round(abs(steps))), len(STEP_CLASSES) - 1)][0]
+
+
+def group_view(verdicts: list[dict], toy: bool) -> dict | None:
+    """One leaderboard table (toy or LLM kind) as the templates lay it out; None when no family has that kind."""
+    frame, tally = choice_frame(verdicts, toy), tally_frame(verdicts, toy)
+    if frame.empty:
+        return None
+    targets = {(v["family"], t.name): t for v in verdicts for t in v["targets"]}
+    columns = [{"family": family, "target": "true L0" if target == TRUE_L0 else target,
+                "target_l0": fmt(targets[(family, target)].l0, 4),
+                "censored": bool(getattr(targets[(family, target)], "censored", False))}
+               for family, target in frame.columns]
     rows = []
-    for name in names:
-        row = [name]
-        for tally in tallies:
-            entry = tally.get(name)
-            if entry is None:
-                row += ["-", "-", "-"]
-                continue
-            row += [f"{entry['hits']}/{entry['judged']}", _mean_text(entry["steps"]), _mean_text(entry["regret"])]
-        rows.append(row)
-    return header, rows
+    for selector in [*tally.index, *(name for name in frame.index if name not in tally.index)]:
+        entry = tally.loc[selector] if selector in tally.index else None
+        rows.append({"selector": selector, "label": None if entry is None else entry["label"],
+                     "cells": [cell_view(frame.at[selector, key]) for key in frame.columns],
+                     "hits": "-" if entry is None else f"{fmt(entry['hits'], 2)}/{entry['judged']}",
+                     "mean_steps": "-" if entry is None else fmt(entry["mean_steps"], 2),
+                     "mean_regret": "-" if entry is None else fmt(entry["mean_regret"], 2)})
+    return {"toy": toy, "columns": columns, "rows": rows,
+            "families": list(dict.fromkeys(column["family"] for column in columns))}
 
 
-def _mean_text(values: list[float]) -> str:
-    return fmt(sum(values) / len(values), 2) if values else "-"
+def csv_text(verdicts: list[dict]) -> str:
+    """Every verdict row, CSV_COLUMNS first, then any further scalar fields of the rows (sorted by name)."""
+    records = []
+    for verdict in verdicts:
+        for row in verdict["rows"]:
+            interval = row.get("interval_90") or [None, None]
+            records.append({**row, "family": verdict["family"], "interval_90_low": interval[0],
+                            "interval_90_high": interval[1]})
+    extra = sorted({key for record in records for key, value in record.items()
+                    if key not in CSV_COLUMNS and key != "interval_90" and not isinstance(value, dict)})
+    frame = pd.DataFrame([{column: fmt(record.get(column), 6) for column in (*CSV_COLUMNS, *extra)}
+                          for record in records], columns=[*CSV_COLUMNS, *extra])
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
 
+
+# --- pages ---------------------------------------------------------------------------------------------------
 
 def summary_lines(verdicts: list[dict]) -> list[str]:
     return [line for line in (summary_line(verdicts, toy=True), summary_line(verdicts, toy=False)) if line]
 
 
-def markdown(verdicts: list[dict], skipped: list[str]) -> str:
-    lines = ["# L0 selection leaderboard", "",
-             "Generated by `l0eval leaderboard` from `results/` (do not edit by hand).", ""]
-    lines += [f"**{line}**" for line in summary_lines(verdicts)] + [""]
-    lines += ["## Choices", "",
-              "Cell: chosen L0 (error in L0 steps of the family's grid; regret = family's best score minus the "
-              "chosen SAE's). `≈a–b`: the bootstrap (evaluation batches and seed replicates) cannot tell the "
-              "choice apart from other L0s in a..b. `none`: the selector found no decisive point.", ""]
-    lines += _markdown_table(*main_table(verdicts))
-    lines += ["", "## Selectors across families", ""] + _markdown_table(*tally_table(verdicts))
-    lines += ["", "## Families", ""]
-    for verdict in verdicts:
-        lines.append(f"- **{verdict['family']}**: {verdict['description']}. "
-                     + (f"No target: {verdict['no_target_reason']}. " if verdict["no_target_reason"] else "")
-                     + (f"Ground truth: {verdict['targets_note']}. " if verdict.get("targets_note") else "")
-                     + f"Bootstrap over {verdict['bootstrap_unit']}. "
-                     + f"![{verdict['family']}](plots/{verdict['family']}.png)")
-    lines += ["", "## Selectors", ""]
-    descriptions = dict(item for v in verdicts for item in v["selectors"].items())
-    lines += [f"- `{name}`: {text}" for name, text in descriptions.items()]
-    if skipped:
-        lines += ["", "Not judged: " + "; ".join(skipped)]
-    return "\n".join(lines) + "\n"
+def neuronpedia_links(results: dict) -> list[dict]:
+    """Members that sae-lens's registry lists with a Neuronpedia id: their id, nominal L0 and page."""
+    links = []
+    for member in results["family"].get("members", []):
+        identity = member_identity(member.get("repo_id"), member.get("path"))
+        if identity is not None and identity.neuronpedia_url:
+            links.append({"id": member["id"], "l0": fmt(member.get("nominal_l0")), "url": identity.neuronpedia_url})
+    return links
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def line(values):
-        return "| " + " | ".join(value.replace("|", "\\|") for value in values) + " |"
-
-    return [line(header), line(["---"] * len(header)), *(line(row) for row in rows)]
-
-
-def csv_text(verdicts: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for verdict in verdicts:
-        for row in verdict["rows"]:
-            interval = row.get("interval_90") or [None, None]
-            values = {**row, "family": verdict["family"], "interval_90_low": interval[0],
-                      "interval_90_high": interval[1],
-                      "plausible_l0s": " ".join(fmt(v) for v in row.get("plausible_l0s", []))}
-            writer.writerow([fmt(values.get(column), 6) for column in CSV_COLUMNS])
-    return buffer.getvalue()
+def family_view(results: dict, verdict: dict) -> dict:
+    return {"name": verdict["family"], "description": verdict["description"],
+            "plot": f"plots/{verdict['family']}.png", "bootstrap_unit": verdict["bootstrap_unit"],
+            "no_target_reason": verdict["no_target_reason"], "neuronpedia": neuronpedia_links(results),
+            "targets_note": verdict.get("targets_note"),
+            "grid": fmt(verdict["grid"])}
 
 
-def html_page(verdicts: list[dict], skipped: list[str]) -> str:
-    def table(header, rows, css_class):
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-        return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def page_context(judged: list[tuple[dict, dict]], skipped: list[str]) -> dict:
+    verdicts = [verdict for _, verdict in judged]
+    return {"summaries": summary_lines(verdicts),
+            "groups": [group for group in (group_view(verdicts, True), group_view(verdicts, False)) if group],
+            "unscored": [family_view(r, v) for r, v in judged if not v["targets"]],
+            "families": [family_view(r, v) for r, v in judged],
+            "selectors": dict(item for v in verdicts for item in v["selectors"].items()),
+            "step_classes": STEP_CLASSES, "skipped": skipped}
 
-    summaries = "".join(f'<p class="summary">{html.escape(line)}</p>' for line in summary_lines(verdicts))
-    figures = "".join(
-        f'<figure id="{html.escape(v["family"])}"><img src="plots/{html.escape(v["family"])}.png" '
-        f'alt="{html.escape(v["family"])} metrics vs L0"><figcaption>{html.escape(v["family"])}: '
-        f'{html.escape(v["description"])}</figcaption></figure>' for v in verdicts)
-    skipped_html = f"<p>Not judged: {html.escape('; '.join(skipped))}</p>" if skipped else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>L0 selection leaderboard</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
-th, td {{ border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: left; }}
-th {{ background: #eee; }}
-.summary {{ font-weight: bold; }}
-img {{ max-width: 100%; }}
-</style></head>
-<body>
-<h1>L0 selection leaderboard</h1>
-{summaries}
-<h2>Choices</h2>
-<p>Cell: chosen L0 (error in L0 steps; regret). &asymp;a&ndash;b: indistinguishable from other L0s in a..b
-under the bootstrap.</p>
-{table(*main_table(verdicts), "choices")}
-<h2>Selectors across families</h2>
-{table(*tally_table(verdicts), "tally")}
-<h2>Families</h2>
-{figures}
-{skipped_html}
-<script>
-// a marker for headless checks: how many images decoded with a real size, once everything has loaded
-window.addEventListener("load", function () {{
-  var images = Array.from(document.images);
-  var loaded = images.filter(function (img) {{ return img.complete && img.naturalWidth > 0; }}).length;
-  document.body.setAttribute("data-images-loaded", loaded + "/" + images.length);
-}});
-</script>
-</body></html>
-"""
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("l0eval.publish", "templates"), undefined=StrictUndefined,
+                      autoescape=select_autoescape(["html"]), keep_trailing_newline=True, trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters["md"] = lambda text: str(text).replace("|", "\\|")
+    return env
+
+
+def render(template: str, context: dict) -> str:
+    return _environment().get_template(template).render(**context)
 
 
 def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
                       design: BootstrapDesign = BootstrapDesign()) -> list[Path]:
     from l0eval.publish.plots import family_plot
+    from l0eval.results import write_text
 
-    verdicts, skipped = collect(results_dir, design)
+    judged, skipped = judged_families(results_dir, design)
+    context = page_context(judged, skipped)
     out = Path(out_dir)
+    written = [write_text(out / "README.md", render("leaderboard.md.j2", context)),
+               write_text(out / "leaderboard.csv", csv_text([verdict for _, verdict in judged])),
+               write_text(out / "index.html", render("leaderboard.html.j2", context))]
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    written = [_write(out / "README.md", markdown(verdicts, skipped)),
-               _write(out / "leaderboard.csv", csv_text(verdicts)),
-               _write(out / "index.html", html_page(verdicts, skipped))]
-    written += [family_plot(verdict, out / "plots" / f"{verdict['family']}.png") for verdict in verdicts]
+    written += [family_plot(verdict, results, out / "plots" / f"{verdict['family']}.png")
+                for results, verdict in judged]
     return written
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def compare_text(verdicts: list[dict]) -> str:
     """`l0eval compare`: per family, each selector's choice beside the ground truth."""
-    import pandas as pd
-
     blocks = []
     for verdict in verdicts:
         title = f"family {verdict['family']}: {verdict['description']}"

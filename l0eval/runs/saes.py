@@ -18,13 +18,21 @@ from l0eval.downstream.probe_data import datasets_in_corpus
 from l0eval.downstream.suite import DownstreamConfig, run_downstream
 from l0eval.errors import L0EvalError
 from l0eval.family.registry import SAEFamily
-from l0eval.family.toy_spec import DEFAULT_N_OVER_WIDTH, resolve_family
-from l0eval.metrics.stream import METRIC_VERSIONS, evaluate_family
+from l0eval.family.toy_spec import resolve_family
+from l0eval.metrics.registry import metric_versions
+from l0eval.metrics.stream import evaluate_family
 from l0eval.results import now, run_header
 from l0eval.runs.toy import assess_on_toy, eval_batch
 from l0eval.saes.loaders import load_family
 from l0eval.selection.bootstrap import BootstrapDesign, add_bootstrap
-from l0eval.selection.selectors import default_selectors, metric_row, score_selectors, snd_n_values, width_fraction_n
+from l0eval.selection.selectors import (
+    DEFAULT_N_OVER_WIDTH,
+    default_selectors,
+    metric_row,
+    score_selectors,
+    snd_n_values,
+    width_fraction_n,
+)
 
 
 def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True,
@@ -55,7 +63,7 @@ def run_sae_family(family: SAEFamily, device: str = "cpu", progress: bool = True
     return {"schema_version": 1, "family": _family_record(family, list(toy_spec.selectors.snd_n)),
             "run": {**header, "finished": now(), "seeds": {"evaluation_data": toy_spec.evaluation.seed},
                     "training": _NOT_TRAINED, "evaluation": assessment.pop("evaluation"),
-                    "metric_versions": METRIC_VERSIONS, "downstream": {"skipped": skipped}},
+                    "metric_versions": metric_versions(), "downstream": {"skipped": skipped}},
             **assessment}
 
 
@@ -138,7 +146,7 @@ def _run_on_llm(family: SAEFamily, spec, device: str, progress: bool, downstream
                           "positions": "every position but BOS" if spec.exclude_bos else "every position, BOS included",
                           "spliced_sequences": spec.ce_sequences if downstream.wants("core") else 0,
                           "metrics": list(downstream.metrics), "width": width},
-           "metric_versions": {**METRIC_VERSIONS, "spliced": splice.METRIC_VERSION},
+           "metric_versions": metric_versions("spliced"),
            "downstream": extra["record"] if extra is not None else {"metrics": list(downstream.metrics),
                                                                     "skipped": dict(downstream.skipped)}}
     if shared_pass:

@@ -18,13 +18,11 @@ from sae_lens.synthetic import SyntheticModel, eval_sae_on_synthetic_data
 from l0eval.activations.synthetic import WorldBatchSource, load_world, sample_with_features, worlds_dir
 from l0eval.errors import L0EvalError, SpecError
 from l0eval.family.synthetic_spec import SyntheticFamilySpec
-from l0eval.metrics.stream import METRIC_VERSIONS
+from l0eval.metrics.registry import metric_versions
 from l0eval.results import now, run_header
 from l0eval.runs.toy import _rho_tag, assess_family, family_members, stream_seed, train_members
 from l0eval.selection.verdict import grid_step
 from l0eval.train.batched import member_seed, sae_lens_init
-
-METRIC_VERSION = "synthetic_ground_truth/1: sae_lens.synthetic.evals.eval_sae_on_synthetic_data on the evaluation set"
 
 # Rough throughputs for the cost estimate, measured on this project's shared 2-core CPU
 # (results/bench/synthetic_worlds.json); GPU figures are order-of-magnitude guesses, said so when printed.
@@ -110,7 +108,7 @@ def run_synthetic_family(spec: SyntheticFamilySpec, device: str = "cpu", progres
                                          "the torch RNG seed of that replicate's world stream",
                           "member_init": "numpy SeedSequence([replicate seed, round(1000 k), 0]) per member"},
                 "training": training, "evaluation": assessment.pop("evaluation"),
-                "metric_versions": {**METRIC_VERSIONS, "synthetic_ground_truth": METRIC_VERSION}},
+                "metric_versions": metric_versions("synthetic_ground_truth")},
         **assessment,
     }
 

@@ -18,7 +18,8 @@ import torch
 from l0eval.activations.toy.model import ToyBatchSource, ToyModel, ground_truth_sae, ground_truth_weights
 from l0eval.family.toy_spec import FamilySpec
 from l0eval.metrics.reconstruction import ReconstructionAccumulator
-from l0eval.metrics.stream import METRIC_VERSIONS, evaluate_family
+from l0eval.metrics.registry import metric_versions
+from l0eval.metrics.stream import evaluate_family
 from l0eval.metrics.toy_recovery import feature_mixing
 from l0eval.results import now, run_header
 from l0eval.saes import store
@@ -138,7 +139,7 @@ def run_toy_family(spec: FamilySpec, device: str = "cpu", progress: bool = True)
         "schema_version": 1,
         "family": spec.to_dict(),
         "run": {**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
-                "evaluation": assessment.pop("evaluation"), "metric_versions": METRIC_VERSIONS},
+                "evaluation": assessment.pop("evaluation"), "metric_versions": metric_versions()},
         **assessment,
         "reference": _paper_reference_checks(spec, model, members, saes, x,
                                              {entry["id"]: entry["metrics"]["mse"] for entry in assessment["saes"]}),
@@ -249,7 +250,7 @@ def run_mixing_family(spec: FamilySpec, device: str = "cpu", progress: bool = Tr
         "schema_version": 1,
         "family": spec.to_dict(),
         "run": {**header, "finished": now(), "seeds": _seeds(spec), "training": training_info,
-                "evaluation": {"samples": spec.evaluation.samples}, "metric_versions": METRIC_VERSIONS},
+                "evaluation": {"samples": spec.evaluation.samples}, "metric_versions": metric_versions()},
         "ground_truth": {"true_l0": spec.toy.true_l0, "score": "feature_mixing",
                          "expected": "mixing has the sign of rho for k < true L0, about 0 at rho = 0 or k = true L0"},
         "saes": records,

@@ -4,7 +4,7 @@ Recomputed from a results file's stored metric tables (``by_l0``, ``saes``), so 
 the current selectors, whichever l0eval version ran it. Targets:
 
 - toys: the true L0; the chosen SAE is scored by its feature recovery;
-- LLM families: each downstream metric in ``TARGETS`` present in ``by_l0`` is its own target, at the L0
+- LLM families: each target metric of ``l0eval.metrics.registry`` present in ``by_l0`` is its own target, at the L0
   where that metric is best (sparse probing peaks, absorption is lowest); the chosen SAE is scored by it.
 
 Errors are counted in L0 steps of the family's own grid (the target's step is the grid L0 nearest it in
@@ -19,12 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from l0eval.metrics.registry import target_metrics
 from l0eval.selection.bootstrap import BootstrapDesign, batch_matrices, bootstrap_selectors
 from l0eval.selection.selectors import Selector, default_selectors
-
-# LLM-family targets, read from metric columns where a results file has them: (column, higher is better).
-TARGETS = (("sparse_probing_k1", True), ("sparse_probing_k16", True),
-           ("absorption_fraction", False), ("full_absorption", False))
 
 # The hand-set-n s_n^dec rule under one name across families (n differs: the family file's first snd_n).
 HAND_N = "argmin_s_n_dec@hand_n"
@@ -76,7 +73,8 @@ def family_targets(results: dict, table: pd.DataFrame) -> list[Target]:
         score = truth.get("score") if truth.get("score") in table else None
         return [Target("true_l0", float(truth["true_l0"]), score)]
     targets = []
-    for column, higher in TARGETS:
+    for metric in target_metrics():
+        column, higher = metric.name, metric.higher_is_better
         if column in table and table[column].notna().any():
             best = table[column].idxmax() if higher else table[column].idxmin()
             targets.append(Target(column, float(table.loc[best, "l0"]), column, higher))

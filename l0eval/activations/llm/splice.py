@@ -1,6 +1,6 @@
 """LLM-side core metrics: the model's loss with each SAE's reconstruction spliced in at the hook.
 
-Definitions follow SAELens/SAEBench ``core`` (named in ``METRIC_VERSION``):
+Definitions follow SAELens/SAEBench ``core`` (formula and version: ``l0eval.metrics.registry.FORMULAS['spliced']``):
 - ``ce_loss_score`` = (CE_zero - CE_sae) / (CE_zero - CE_clean): 1 when the SAE costs nothing, 0 when it is
   as bad as zero-ablating the hook; CE is next-token cross-entropy over every position but the last;
 - ``kl_div_score`` = (KL_zero - KL_sae) / KL_zero, KL = sum_v p_clean (log p_clean - log p_patched) per
@@ -17,9 +17,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from l0eval.activations.llm.hooks import HookPoint, decoder_layers, parse_hook
-
-METRIC_VERSION = ("spliced/1: ce_loss_score = (CE_zero - CE_sae)/(CE_zero - CE_clean), kl_div_score = "
-                  "(KL_zero - KL_sae)/KL_zero, KL(p_clean || p_patched) with log_softmax; all positions but the last")
 
 
 def _replace_at(model: nn.Module, hook: HookPoint, replace: Callable[[torch.Tensor], torch.Tensor]):
