@@ -24,11 +24,13 @@ from l0eval.runs.toy import _rho_tag, assess_family, family_members, stream_seed
 from l0eval.selection.verdict import grid_step
 from l0eval.train.batched import member_seed, sae_lens_init
 
-# Rough throughputs for the cost estimate, measured on this project's shared 2-core CPU
-# (results/bench/synthetic_worlds.json); GPU figures are order-of-magnitude guesses, said so when printed.
-CPU_FLOPS = {"train": 1.0e10, "orthogonalise": 3.7e10}
+# Rough throughputs for the cost estimate. CPU: the committed CPU worlds trained at ~0.7 GFLOP/s per process
+# (one thread each, three at once on the shared 2-core machine: results/bench/synthetic_worlds.json) and
+# sampled ~1,600 samples/s for 1,024 features; the 16k build (orthogonalisation) took ~55 min (issue 16).
+# GPU figures are order-of-magnitude guesses, said so when printed.
+CPU_FLOPS = {"train": 1.0e9, "orthogonalise": 3.7e10}
 GPU_FLOPS = {"train": 5.0e13, "orthogonalise": 5.0e13}
-CPU_SAMPLE_COST = 2.0e-7  # seconds per (sample x feature) of SyntheticModel.sample at chunk 8192
+CPU_SAMPLE_COST = 4.0e-7  # seconds per (sample x feature) of SyntheticModel.sample at chunk 8192
 GPU_SAMPLE_COST = 2.0e-10
 # A CPU run estimated above this is refused unless `--samples` sets the budget explicitly.
 CPU_REFUSE_SECONDS = 3600.0
