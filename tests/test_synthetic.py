@@ -184,6 +184,17 @@ def test_cli_bad_input_writes_nothing(tmp_path):
     assert not out.exists() and not cache.exists()
 
 
+def test_cli_refuses_the_16k_world_on_cpu_with_its_estimate(tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "l0eval.cli", "run", "--family", "synthsaebench-16k", "--out",
+                             str(out)], capture_output=True, text=True, env={**_env(), "L0EVAL_CACHE": str(cache)})
+    assert result.returncode == 2
+    estimate, error = result.stderr.strip().splitlines()[-2:]
+    assert estimate.startswith("synthsaebench-16k: estimated cost on cpu:") and "world build" in estimate
+    assert error.startswith("l0eval: error: 'synthsaebench-16k' would take about") and "--samples" in error
+    assert not out.exists() and not cache.exists()
+
+
 def test_16k_on_cpu_is_refused_with_its_estimate_unless_the_budget_is_set(tmp_path, monkeypatch):
     monkeypatch.setenv("L0EVAL_CACHE", str(tmp_path))
     spec = resolve("synthsaebench-16k")

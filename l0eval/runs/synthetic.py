@@ -21,6 +21,7 @@ from l0eval.family.synthetic_spec import SyntheticFamilySpec
 from l0eval.metrics.registry import metric_versions
 from l0eval.results import now, run_header
 from l0eval.runs.toy import _rho_tag, assess_family, family_members, stream_seed, train_members
+from l0eval.saes import store
 from l0eval.selection.verdict import grid_step
 from l0eval.train.batched import member_seed, sae_lens_init
 
@@ -37,7 +38,7 @@ CPU_REFUSE_SECONDS = 3600.0
 
 
 def estimate_cost(spec: SyntheticFamilySpec, device: str) -> dict:
-    """Seconds to build the world (0 once cached), sample its training streams and train the sweep."""
+    """Seconds to build the world, sample its training streams and train the sweep (0 for what is cached)."""
     gpu = device.startswith("cuda")
     flops, sample_cost = (GPU_FLOPS, GPU_SAMPLE_COST) if gpu else (CPU_FLOPS, CPU_SAMPLE_COST)
     cfg = spec.world.config
@@ -51,9 +52,10 @@ def estimate_cost(spec: SyntheticFamilySpec, device: str) -> dict:
         build = cfg.orthogonalization.num_steps * 6 * cfg.num_features ** 2 * cfg.hidden_dim / flops["orthogonalise"]
     features = cfg.num_features if cfg is not None else 16384
     hidden = cfg.hidden_dim if cfg is not None else 768
-    sampling = samples * len(spec.training.seeds) * features * sample_cost
+    trained = store.is_complete(store.family_dir(spec.name, spec.fingerprint()))
+    sampling = 0.0 if trained else samples * len(spec.training.seeds) * features * sample_cost
     # encoder and decoder, forward and two backward matmuls each: 12 B d h flops per member-step
-    training = members * samples * 12 * hidden * spec.sae.d_sae / flops["train"]
+    training = 0.0 if trained else members * samples * 12 * hidden * spec.sae.d_sae / flops["train"]
     return {"device": "gpu (rough)" if gpu else "cpu", "members": members, "steps": steps,
             "build_world_seconds": build, "sample_seconds": sampling, "train_seconds": training,
             "total_seconds": build + sampling + training}
