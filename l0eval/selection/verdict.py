@@ -37,6 +37,14 @@ class Target:
     higher_is_better: bool = True
 
 
+# Targets that are ground truth by construction (toys, synthetic worlds), as opposed to downstream metrics.
+SYNTHETIC_TARGETS = ("true_l0_top_width", "best_f1", "best_mcc")
+
+
+def is_known_truth(target: str | None) -> bool:
+    return target == "true_l0" or target in SYNTHETIC_TARGETS
+
+
 class NotJudgeable(ValueError):
     """A results file without an L0 sweep to judge (a mixing toy, a benchmark)."""
 
@@ -137,7 +145,7 @@ def selector_tally(verdicts: list[dict], toy: bool) -> dict[str, dict]:
     tally: dict[str, dict] = {}
     for verdict in verdicts:
         for row in verdict["rows"]:
-            if row.get("target") is None or (row["target"] == "true_l0") != toy:
+            if row.get("target") is None or is_known_truth(row["target"]) != toy:
                 continue
             entry = tally.setdefault(row["selector"], {"hits": 0, "judged": 0, "steps": [], "regret": []})
             entry["judged"] += 1
@@ -156,7 +164,9 @@ def summary_line(verdicts: list[dict], toy: bool) -> str | None:
         return None
     judged = max(entry["judged"] for entry in tally.values())
     best = min(tally, key=lambda name: (-tally[name]["hits"], _mean(tally[name]["steps"]), name))
-    what = ("toy families (true L0 known)" if toy
+    synthetic = any(row.get("target") in SYNTHETIC_TARGETS for verdict in verdicts for row in verdict["rows"])
+    what = ("known-truth targets (toy true L0s; synthetic worlds' true L0s, best-F1 and best-MCC L0s)"
+            if toy and synthetic else "toy families (true L0 known)" if toy
             else "LLM family targets (sparse-probing peak, lowest absorption)")
     line = (f"Across {judged} {what}, {best} picked within one L0 step of the ground truth in "
             f"{tally[best]['hits']} of {judged}")
