@@ -6,26 +6,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from l0eval.errors import L0EvalError
+from l0eval.errors import L0EvalError, library_error_line
 
 
 def _run(args: argparse.Namespace) -> int:
+    from l0eval import torch_threads
     from l0eval.family.catalog import resolve
 
+    _check_run_options(args)
     if len(set(args.family)) != len(args.family):
         raise L0EvalError("a --family is given twice")
     overrides = _training_overrides(args)
     families = [resolve(name).with_overrides(overrides) for name in args.family]
+    for family in families:
+        _check_fits(family, args)
     _check_before_starting(families, args)
+    threads = torch_threads.pin(torch_threads.chosen())  # the same in Ray workers: same floats
     if args.executor == "ray":
-        return _run_on_ray(families, args)
+        return _run_on_ray(families, args, threads)
     if args.ray_address:
         raise L0EvalError("--ray-address needs --executor ray")
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise L0EvalError(f"--device {args.device} asked for, but torch sees no CUDA device")
     from l0eval.executors.local import run_family
 
     downstream = _downstream_config(args)
@@ -33,6 +33,38 @@ def _run(args: argparse.Namespace) -> int:
         _write_results(run_family(family, device=args.device, progress=not args.quiet, downstream=downstream),
                        args.out)
     return 0
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    """Everything `run` can check before it resolves a family, trains or loads anything."""
+    from l0eval import preflight
+
+    preflight.device(args.device)
+    preflight.writable_folder(args.out, "--out")
+    preflight.cache_folder()
+    preflight.whole(args.seed, "--seed", low=0, high=MAX_SEED)
+    preflight.whole(args.seeds, "--seeds", high=MAX_SEEDS)
+    preflight.whole(args.samples, "--samples")
+    preflight.whole(args.max_attempts, "--max-attempts")
+    preflight.positive(args.unit_memory_gb, "--unit-memory-gb")
+    for k in args.probe_k or ():
+        preflight.whole(k, "--probe-k")
+
+
+MAX_SEED = 2**32 - 1  # numpy's seed range; torch's is wider
+MAX_SEEDS = 1000  # seed replicates per L0: more is a typo, and a memory estimate would refuse it anyway
+
+
+def _check_fits(family, args: argparse.Namespace) -> None:
+    """The family's name can be a file name, its members fit this machine's memory and its inputs can be had."""
+    from l0eval.memory_check import require
+    from l0eval.safe_names import path_component
+
+    if (Path(args.out) / f"{path_component(family.name)}.json").is_dir():
+        raise L0EvalError(f"{Path(args.out) / family.name}.json is a folder: the results file cannot be written there")
+    require(family.members.memory_needed(), f"family '{family.name}'", args.device)
+    if family.activations is not None:
+        family.activations.check_reachable()
 
 
 def _check_before_starting(families: list, args: argparse.Namespace) -> None:
@@ -52,20 +84,19 @@ def _check_before_starting(families: list, args: argparse.Namespace) -> None:
 def _write_results(results: dict, out: str) -> None:
     from l0eval.publish.console import summary
     from l0eval.results import write_json
+    from l0eval.safe_names import path_component
 
-    path = write_json(Path(out) / f"{results['family']['name']}.json", results)
+    path = write_json(Path(out) / f"{path_component(results['family']['name'])}.json", results)
     print(summary(results))
     print(f"\nresults written to {path} ({results['run']['wall_seconds']:.0f}s)")
 
 
-def _run_on_ray(families: list, args: argparse.Namespace) -> int:
-    if args.unit_memory_gb <= 0 or args.max_attempts < 1:
-        raise L0EvalError("--unit-memory-gb must be > 0 and --max-attempts at least 1")
+def _run_on_ray(families: list, args: argparse.Namespace, threads: int) -> int:
     from l0eval.executors.ray import RayOptions, run_on_ray
 
     options = RayOptions(address=args.ray_address, device=args.device, downstream=_downstream_config(args),
                          unit_memory_gb=args.unit_memory_gb,
-                         max_attempts=args.max_attempts, progress=not args.quiet)
+                         max_attempts=args.max_attempts, progress=not args.quiet, threads=threads)
     outcome = run_on_ray(families, options, lambda results: _write_results(results, args.out))
     for line in outcome.failed:
         print(f"l0eval: error: {line}", file=sys.stderr)
@@ -123,19 +154,36 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from l0eval import torch_threads
     from l0eval.family.catalog import resolve
     from l0eval.train.llm import LLMTrainingConfig, train_missing_l0s
 
+    _check_train_options(args)
     family = resolve(args.family)
     source = family.require_activations()
     config = LLMTrainingConfig(k_values=tuple(float(k) for k in args.l0), width=args.width or 0,
                                samples=args.samples, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                                device=args.device, progress=not args.quiet)
+    torch_threads.pin(torch_threads.chosen())
     added = train_missing_l0s(family, source, config)
     for member in added:
         print(f"trained L0 {member['nominal_l0']:g} ({member['samples']:,} tokens) -> {member['path']}")
     print(f"{len(added)} SAEs added to family '{family.name}' as trained-here members")
     return 0
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    from l0eval import preflight
+
+    preflight.device(args.device)
+    preflight.cache_folder()
+    for k in preflight.distinct(args.l0, "--l0"):
+        preflight.positive(k, "--l0")
+    preflight.whole(args.width, "--width")
+    preflight.whole(args.batch_size, "--batch-size")
+    preflight.whole(args.samples, "--samples", low=args.batch_size)
+    preflight.positive(args.lr, "--lr")
+    preflight.whole(args.seed, "--seed", low=0, high=MAX_SEED)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -149,9 +197,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
+    from l0eval import preflight
     from l0eval.publish.leaderboard import write_leaderboard
     from l0eval.publish.screenshots import find_chromium, write_screenshots
 
+    preflight.writable_folder(args.out, "--out")
     written = write_leaderboard(args.results, args.out, _bootstrap_design(args))
     chromium = None if args.no_screenshots else find_chromium()
     if chromium:
@@ -179,10 +229,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bootstrap_design(args: argparse.Namespace):
+    from l0eval import preflight
     from l0eval.selection.bootstrap import BootstrapDesign
 
     if args.resamples < 1:
         raise L0EvalError("--resamples must be at least 1")
+    preflight.whole(args.bootstrap_seed, "--bootstrap-seed", low=0, high=MAX_SEED)
     return BootstrapDesign(resamples=args.resamples, seed=args.bootstrap_seed)
 
 
@@ -196,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     import l0eval
 
     parser = argparse.ArgumentParser(prog="l0eval", description="Which L0 is right for this sparse autoencoder?")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     parser.add_argument("--version", action="version", version=f"l0eval {l0eval.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -281,20 +334,40 @@ def build_parser() -> argparse.ArgumentParser:
     families.add_argument("--all", action="store_true",
                           help="also list families generated from SAELens releases (every layer and width)")
     families.set_defaults(handler=_families)
+    for command in sub.choices.values():  # `l0eval run ... --debug` as well as `l0eval --debug run ...`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from l0eval.hub_http import bound_hub_requests
+
+        bound_hub_requests()
         return args.handler(args)
     except L0EvalError as exc:
-        print(f"l0eval: error: {exc}", file=sys.stderr)
+        _error_line(str(exc))
         return 2
     except KeyboardInterrupt:
         print("l0eval: interrupted; run the same command again to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # the top-level guard: one line, the traceback only with --debug
+        if getattr(args, "debug", False):
+            raise
+        line = library_error_line(exc)
+        if line is not None:
+            _error_line(line)
+            return 2
+        _error_line(f"{type(exc).__name__}: {str(exc).strip()}; re-run with --debug for the traceback")
+        return 1
+
+
+def _error_line(message: str) -> None:
+    """One stderr line, whatever the message holds (a library's multi-line text, a NUL)."""
+    flat = " ".join(message.replace("\0", "\\0").split())
+    print(f"l0eval: error: {flat}", file=sys.stderr)
 
 
 if __name__ == "__main__":

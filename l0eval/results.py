@@ -15,7 +15,6 @@ import datetime as _dt
 import importlib.metadata
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 import l0eval
+from l0eval import atomic
 from l0eval.errors import ResultsError
 
 SCHEMA_VERSION = 2
@@ -81,6 +81,7 @@ def run_header(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": device,
         "device_name": device_description(device),
+        "torch_threads": torch.get_num_threads(),  # pinned per run (l0eval.torch_threads): CPU sums depend on it
         "library_versions": library_versions(),
         "started": now(),
     }
@@ -106,18 +107,8 @@ def to_json_safe(value: Any) -> Any:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomic write, sorted keys off so the file reads top-down as the schema does."""
-    return write_text(path, json.dumps(to_json_safe(payload), indent=2, allow_nan=False) + "\n")
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Atomic write (temp file + rename): an interrupted write leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Atomic write (``l0eval.atomic``), sorted keys off so the file reads top-down as the schema does."""
+    return atomic.write_json(path, to_json_safe(payload))
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
@@ -126,6 +117,8 @@ def read_results(path: str | Path) -> dict[str, Any]:
         payload = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ResultsError(f"cannot read results file {path}: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ResultsError(f"{path}: a results file holds a JSON object, not a {type(payload).__name__}")
     if payload.get("schema_version") != SCHEMA_VERSION:
         raise ResultsError(f"{path}: schema_version {payload.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     return payload

@@ -458,7 +458,7 @@ def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     assert training[3]["trained_together_with"] == [2.0, 6.0] and training[3]["train_seconds"] > 0
 
     assert main(args[:4] + ["0", "--width", "64", "--quiet"]) == 2
-    assert "every L0 must be in (0, width=64]" in capsys.readouterr().err
+    assert "--l0 must be a finite number > 0, got 0.0" in capsys.readouterr().err
 
 
 def test_family_with_bos_excluded_trains_and_evaluates_without_bos(tmp_path):

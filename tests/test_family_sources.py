@@ -73,7 +73,7 @@ def test_a_registered_source_runs_a_family_end_to_end(tmp_path):
     assert [entry["nominal_l0"] for entry in results["saes"]] == list(K_VALUES)
     # BatchTopK keeps exactly k latents per input on average over each batch
     assert [entry["measured_l0"] for entry in results["saes"]] == pytest.approx(list(K_VALUES))
-    assert all(len(entry["batches"]["mse"]) == 3 for entry in results["saes"])
+    assert all(len(entry["batches"]["rows"]) == 3 for entry in results["saes"])
     assert [row["l0"] for row in results["by_l0"]] == list(K_VALUES)
     assert results["selectors"]["argmin_c_dec"]["chosen_l0"] in K_VALUES
     assert results["ground_truth"]["true_l0"] is None

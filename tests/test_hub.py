@@ -1,6 +1,7 @@
 """Hub families: every published format loads through the real huggingface_hub cache, offline, into a
 sae-lens SAE that encodes and decodes as its source format defines; bad files are refused clearly."""
 
+import json
 import pickle
 import subprocess
 import sys
@@ -339,3 +340,16 @@ def test_measured_l0_far_from_nominal_is_flagged(capsys):
     assert "warning" not in entries[0] and "warning" not in entries[2]
     assert "measured L0 31 is far from nominal 10" in entries[1]["warning"]
     assert "l0eval: warning: wrong:" in capsys.readouterr().err
+
+
+def test_unknown_dictionary_learning_class_is_refused_not_read_as_relu(hf_cache):
+    """sae-lens's converter reads any dict_class it does not know as a plain ReLU SAE: refused instead."""
+    repo, folder = "saebench/mystery", "mystery/trainer_0"
+    files = dictionary_learning_files(folder, "AutoEncoder", D_IN, D_SAE)
+    config = json.loads(files[f"{folder}/config.json"])
+    config["trainer"]["dict_class"] = "MysteryAutoEncoder"
+    files[f"{folder}/config.json"] = json.dumps(config).encode()
+    add_repo_files(hf_cache, repo, files)
+    member = LoadedMember(id="trainer_0", nominal_l0=4, format="dictionary_learning", path=folder, repo_id=repo)
+    with pytest.raises(LoadError, match="dictionary_learning class 'MysteryAutoEncoder' is not one sae-lens converts"):
+        load_member(member)

@@ -112,8 +112,8 @@ def test_cli_rejects_invalid_yaml(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--samples", "10"], "--samples 10 is smaller than one batch (1024)"),
-    (["--seeds", "0"], "--seeds must be at least 1"),
-    (["--seed", "-3"], "--seed must be >= 0"),
+    (["--seeds", "0"], "--seeds must be in 1..1,000, got 0"),
+    (["--seed", "-3"], "--seed must be in 0..4,294,967,295, got -3"),
     (["--device", "cuda:7"], "torch sees no CUDA device"),
 ])
 def test_cli_rejects_bad_run_flags(tmp_path, flags, message):

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from l0eval import atomic
 from l0eval.activations.llm.hooks import residual_activations
 from l0eval.errors import L0EvalError
 from l0eval.saes import store
@@ -87,11 +87,9 @@ def ensure_probe_activations(loaded, hook: str, datasets: list[str], device: str
             continue
         prompts = read_numbered_dataset_df(dataset)["prompt"].tolist()
         acts = last_token_activations(loaded.model, loaded.tokenizer, prompts, hook, device)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        (path.parent.parent / "key.json").write_text(json.dumps(key, indent=2) + "\n")
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(acts, tmp)
-        os.replace(tmp, path)
+        atomic.write_json(path.parent.parent / "key.json", key)
+        with atomic.replacing(path) as tmp:
+            torch.save(acts, tmp)
     return target
 
 

@@ -24,13 +24,13 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from l0eval import atomic
 from l0eval.activations.llm.hooks import residual_activations
 from l0eval.saes import store
 
@@ -126,9 +126,8 @@ def dataset_activations(loaded, hook: str, name: str, splits: tuple[dict, dict],
     if not path.is_file():
         computed = [{label: token_activations(loaded, hook, texts, device) for label, texts in split.items()}
                     for split in splits]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": key, "train": computed[0], "test": computed[1]}, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
+        with atomic.replacing(path) as tmp:
+            torch.save({"key": key, "train": computed[0], "test": computed[1]}, tmp)
     stored = torch.load(path)
     return stored["train"], stored["test"]
 

@@ -38,6 +38,7 @@ class RayOptions:
     downstream: DownstreamConfig | None = None  # probing/absorption options, as `--metrics` etc. give them
     unit_memory_gb: float = 16.0  # one GPU's memory (CPU: memory one unit may use); shards are cut to fit it
     max_attempts: int = 3  # per unit; a worker that dies costs one attempt
+    threads: int | None = None  # torch threads in every worker (the driver's: l0eval.torch_threads)
     progress: bool = True
 
 
@@ -110,7 +111,7 @@ class _Driver:
     def _submit(self, unit: Unit, attempt: int) -> None:
         cache_root = os.environ.get("L0EVAL_CACHE")
         ref = self.task.options(**self._resources(unit)).remote(unit, self._worker_device(), cache_root,
-                                                                 self.options.downstream)
+                                                                 self.options.downstream, self.options.threads)
         self.pending[ref] = (unit, attempt)
 
     def _resources(self, unit: Unit) -> dict:

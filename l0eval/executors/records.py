@@ -22,6 +22,7 @@ from l0eval.family.model import Family
 from l0eval.metrics.registry import metric_versions
 from l0eval.results import SCHEMA_VERSION, build_results, read_results, write_json
 from l0eval.saes import store
+from l0eval.safe_names import path_component
 from l0eval.selection.sweep import sweep_verdict
 
 
@@ -30,6 +31,7 @@ def _digest(content: object) -> str:
 
 
 def _safe(name: str) -> str:
+    """A member id as a file name (its record's name also carries a hash of the member)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
@@ -42,7 +44,7 @@ class FamilyRecords:
         key = _digest({"family": family.content(), "metric_versions": metric_versions(*family.metric_formulas()),
                        "l0eval": l0eval.__version__, "device": device.split(":")[0],
                        "downstream": repr(downstream)})  # other metrics or options: other records
-        self.directory = store.cache_root() / "records" / f"{_safe(family.name)}-{key}"
+        self.directory = store.cache_root() / "records" / f"{path_component(family.name)}-{key}"
         self._member_keys = {member_id: _digest(content)
                              for member_id, content in family.members.member_content().items()}
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from l0eval import torch_threads
 from l0eval.downstream.suite import DownstreamConfig
 from l0eval.executors.local import run_family
 from l0eval.family.model import Family
@@ -56,13 +57,17 @@ def plan_units(family: Family, missing: list[str], budget_bytes: int) -> list[Un
             for index, shard in enumerate(shards)]
 
 
-def run_unit(unit: Unit, device: str, cache_root: str | None, downstream: DownstreamConfig | None = None) -> dict:
+def run_unit(unit: Unit, device: str, cache_root: str | None, downstream: DownstreamConfig | None = None,
+             threads: int | None = None) -> dict:
     """Run one unit where it is scheduled; returns the unit's family results (its members only).
 
     ``cache_root`` is the driver's ``$L0EVAL_CACHE`` when it set one (a shared file system, or the
-    same machine); otherwise each node uses its own default cache.
+    same machine); otherwise each node uses its own default cache. ``threads`` is the driver's torch
+    thread count (``l0eval.torch_threads``), so a unit computes what the local executor would.
     """
     started = time.monotonic()
+    if threads is not None:
+        torch_threads.pin(threads)
     with _cache_root(cache_root):
         results = run_family(unit.family, device=device, progress=False, downstream=downstream)
     return {"results": results, "seconds": time.monotonic() - started, "host": socket.gethostname(),

@@ -27,7 +27,8 @@ from l0eval.family.synthetic_family import synthetic_family
 from l0eval.family.synthetic_spec import KIND as SYNTHETIC
 from l0eval.family.synthetic_spec import parse_synthetic_family
 from l0eval.family.toy_family import toy_family
-from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, load_family_file, read_yaml_file
+from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, load_family_file
+from l0eval.family.yaml_file import read_yaml_file
 from l0eval.saes import store
 
 # Gemma-Scope-style ids, where every member of a (layer, width) group differs only in L0

@@ -78,6 +78,18 @@ class LLMActivationSpec(ActivationSource):
         train` makes new ones). Members recorded before the option existed were trained with BOS."""
         return member.get("exclude_bos", False) == self.exclude_bos
 
+    def check_reachable(self) -> None:
+        """Offline, a `dataset:` corpus must already be in the hub cache: said before the model pass."""
+        if not self.dataset:
+            return
+        from huggingface_hub import constants
+
+        from l0eval.downstream.saebench_probing import cached_on_hub
+
+        if constants.is_offline_mode() and not cached_on_hub(self.dataset):
+            raise SpecError(f"dataset '{self.dataset}' is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                            "and HF_HUB_OFFLINE is set: run once with network access to cache it")
+
     def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:
         """The activation cache (filled if needed) `l0eval train` trains on, and whether to leave BOS out."""
         from l0eval.activations.llm.pipeline import activation_cache

@@ -130,6 +130,11 @@ class MemberSource(ABC):
     def with_overrides(self, overrides: TrainingOverrides) -> MemberSource:
         return self
 
+    def memory_needed(self) -> int:
+        """Bytes a run holds at once for these members, checked against the machine before it starts (0: no
+        estimate before the members load)."""
+        return 0
+
     def needs(self, family: Family) -> list:
         """What `l0eval run` needs that is not there yet (``l0eval.family.readiness.Need``); none by default."""
         return []
@@ -178,6 +183,9 @@ class ActivationSource(ABC):
     def trained_with(self, member: dict[str, Any]) -> bool:
         """Whether a member `l0eval train` recorded was trained on the inputs this source now gives."""
         return True
+
+    def check_reachable(self) -> None:
+        """Refuse, before any work, inputs that cannot be had here (an uncached corpus while offline)."""
 
     def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:
         """Activations `l0eval train` trains new members on (an activation cache) and whether BOS is left out."""

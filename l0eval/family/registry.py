@@ -314,8 +314,25 @@ def _parse_member(raw: Any, index: int, base: Path) -> LoadedMember:
     overrides = member.get("cfg_overrides", {})
     if not isinstance(overrides, dict):
         raise SpecError(f"'{where}.cfg_overrides' must be a mapping")
+    if release is not None:  # `path` is the SAE's id in the release: where it lives comes from sae-lens
+        return _release_member(str(release), path, str(member.get("id", path)), nominal, overrides, where)
     return LoadedMember(id=str(member.get("id", Path(path).name)), nominal_l0=nominal, format=fmt, path=path,
-                  repo_id=repo_id, release=release, cfg_overrides=overrides)
+                        repo_id=repo_id, release=release, cfg_overrides=overrides)
+
+
+def _release_member(release: str, sae_id: str, member_id: str, nominal: float | None, overrides: dict,
+                    where: str) -> LoadedMember:
+    """A member given as ``release:`` + ``path: <SAE id>``, located through sae-lens's release metadata."""
+    info = sae_lens_releases().get(release)
+    if info is None:
+        raise SpecError(f"'{where}.release': sae-lens has no release '{release}'")
+    entry = next((e for e in info["saes"] if e["id"] == sae_id), None)
+    if entry is None:
+        raise SpecError(f"'{where}.path': release '{release}' has no SAE id '{sae_id}'")
+    l0 = nominal if nominal is not None else entry.get("l0")
+    return LoadedMember(id=member_id, nominal_l0=None if l0 is None else float(l0), format="sae_lens_release",
+                  path=str(entry["path"]), repo_id=info["repo_id"], release=release,
+                  converter=info.get("conversion_func"), cfg_overrides=overrides)
 
 
 def parse_sae_family(raw: Any, source_path: Path) -> Family:

@@ -111,6 +111,11 @@ class TrainedToyMembers(MemberSource):
         ks = list(self.spec.sae.k_values)
         return ["toy", "-", str(self.spec.sae.d_sae), "batchtopk", str(len(ks)), _l0_text(ks), "-", "trains"]
 
+    def memory_needed(self) -> int:
+        from l0eval.memory_check import toy_family_bytes
+
+        return toy_family_bytes(self.spec)
+
     def with_overrides(self, overrides: TrainingOverrides) -> MemberSource:
         return TrainedToyMembers(overridden(self.spec, overrides))
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from l0eval.errors import SpecError
 from l0eval.family.validation import check_keys, family_name, number, number_list
+from l0eval.family.yaml_file import read_yaml_file
 from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH
 from l0eval.train.dead_window import dead_feature_window_for
 
@@ -42,6 +41,9 @@ class StarCorrelation:
 
 
 Correlation = RandomCorrelation | StarCorrelation | None
+
+
+MAX_TOY_FEATURES = 1_000_000  # the spec lists one probability per feature: beyond this it is a typo
 
 
 def linear_probabilities(n_features: int, high: float, low: float) -> tuple[float, ...]:
@@ -216,7 +218,7 @@ def _parse_correlation(value: Any, n_features: int, where: str) -> Correlation:
 def _parse_toy(raw: Any) -> ToySpec:
     toy = check_keys(raw, {"n_features", "d_model", "probabilities", "correlation", "magnitude", "embedding"},
                       "toy", required={"n_features", "d_model", "probabilities"})
-    n_features = number(toy["n_features"], "toy.n_features")
+    n_features = number(toy["n_features"], "toy.n_features", high=MAX_TOY_FEATURES)
     d_model = number(toy["d_model"], "toy.d_model")
     magnitude = check_keys(toy.get("magnitude", {}), {"mean", "std"}, "toy.magnitude")
     embedding = check_keys(toy.get("embedding", {}), {"seed", "steps"}, "toy.embedding")
@@ -341,17 +343,6 @@ def parse_family(raw: Any, source: str = "") -> FamilySpec:
         description=str(top.get("description", "")),
         source=source,
     )
-
-
-def read_yaml_file(path: str | Path) -> Any:
-    """A YAML file's content, or a one-line SpecError for a missing file or invalid YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"family file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
 
 
 def load_family_file(path: str | Path, raw: Any = None) -> FamilySpec:

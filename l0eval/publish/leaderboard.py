@@ -24,6 +24,7 @@ from markupsafe import Markup, escape
 from l0eval.errors import ResultsError
 from l0eval.family.sae_lens_ids import member_identity
 from l0eval.results import read_results
+from l0eval.safe_names import path_component
 from l0eval.selection.bootstrap import BootstrapDesign
 from l0eval.selection.verdict import NotJudgeable, is_known_truth, judge_family, selector_tally, summary_line
 
@@ -251,8 +252,8 @@ def render(template: str, context: dict) -> str:
 
 def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
                       design: BootstrapDesign = BootstrapDesign()) -> list[Path]:
+    from l0eval.atomic import write_text
     from l0eval.publish.plots import family_plot
-    from l0eval.results import write_text
 
     judged, skipped = judged_families(results_dir, design)
     context = page_context(judged, skipped)
@@ -261,7 +262,7 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
                write_text(out / "leaderboard.csv", csv_text([verdict for _, verdict in judged])),
                write_text(out / "index.html", render("leaderboard.html.j2", context))]
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    written += [family_plot(verdict, results, out / "plots" / f"{verdict['family']}.png")
+    written += [family_plot(verdict, results, out / "plots" / f"{path_component(verdict['family'])}.png")
                 for results, verdict in judged]
     return written
 

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from l0eval import atomic  # noqa: E402
 from l0eval.metrics.registry import METRICS, PLOT_PANELS  # noqa: E402
 from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH, metric_row, snd_column, width_fraction_n  # noqa: E402
 
@@ -85,7 +86,8 @@ def family_plot(verdict: dict, results: dict, path: Path) -> Path:
     fig.suptitle(f"{verdict['family']}: {verdict['description']}", fontsize=11, y=1 - 0.08 / fig.get_figheight())
     top = 1 - (1.5 if len(handles) > 6 else 1.2) / fig.get_figheight()
     fig.subplots_adjust(left=0.17, right=0.98, top=top, bottom=0.5 / fig.get_figheight(), hspace=0.5, wspace=0.25)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
 

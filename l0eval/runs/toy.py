@@ -9,6 +9,7 @@ Two kinds of toy family:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,12 @@ def train_members(spec, members: list, source, inits: list[dict], d_in: int, dev
     killed run from its checkpoint, then saves every member in SAELens format.
     """
     directory = store.family_dir(spec.name, spec.fingerprint())
+    with store.exclusive(directory, f"family '{spec.name}'"):
+        return _train_or_load(spec, model, members, directory, device, progress)
+
+
+def _train_or_load(spec: FamilySpec, model: ToyModel, members: list[ToyMember], directory: Path, device: str,
+                   progress: bool) -> tuple[list, dict]:
     if store.is_complete(directory):
         saes = [store.load_member(directory / "members" / m.id, device) for m in members]
         return saes, {**store.read_marker(directory), "reused_cache": True, "cache_dir": str(directory)}

@@ -20,35 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import constants, snapshot_download
+from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from sae_lens import SAE
 from sae_lens.loading.pretrained_sae_loaders import NAMED_PRETRAINED_SAE_LOADERS
 
-from l0eval.errors import L0EvalError
+from l0eval.errors import L0EvalError, first_line
 from l0eval.family.registry import LoadedMember
 from l0eval.saes import store
-from l0eval.saes.hub_cache import is_cached, member_files, storage_format
-
-
-class LoadError(L0EvalError):
-    """A member could not be downloaded, read or validated; the message names the file."""
-
-
-def download(member: LoadedMember) -> None:
-    """Fetch only this member's files into the standard cache; a no-op when they are already there."""
-    if member.is_local or is_cached(member):
-        return
-    try:
-        snapshot_download(member.repo_id, allow_patterns=list(member_files(member)))
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        raise LoadError(_not_cached_message(member)) from exc
-
-
-def _not_cached_message(member: LoadedMember) -> str:
-    why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "the hub could not be reached"
-    return (f"{member.repo_id}/{member.path} is not in the Hugging Face cache and {why}; "
-            "run once with network access to download it")
+from l0eval.saes.hub_cache import LoadError, download, not_cached_message, storage_format
 
 
 @contextlib.contextmanager
@@ -82,11 +62,32 @@ def _converter(member: LoadedMember) -> Callable[..., Any]:
 
     def convert(repo_id: str, folder_name: str, device: str, force_download: bool = False,
                 cfg_overrides: dict[str, Any] | None = None) -> Any:
+        if storage_format(member) == "dictionary_learning":
+            _check_dict_class(repo_id, folder_name)
         with _torch_load_weights_only():
             return base(repo_id=repo_id, folder_name=folder_name, device=device, force_download=force_download,
                         cfg_overrides={**(cfg_overrides or {}), **member.cfg_overrides})
 
     return convert
+
+
+# the dictionary_learning classes sae-lens's converter maps to an architecture; it reads any other as a
+# plain ReLU SAE, which would silently evaluate the wrong encoder
+KNOWN_DICT_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "GatedAutoEncoder", "BatchTopKSAE", "MatryoshkaBatchTopKSAE",
+                      "JumpReluAutoEncoder")
+
+
+def _check_dict_class(repo_id: str, folder_name: str) -> None:
+    import json
+
+    config_path = hf_hub_download(repo_id, f"{folder_name}/config.json")
+    try:
+        dict_class = json.loads(Path(config_path).read_text())["trainer"]["dict_class"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no class to check: sae-lens's converter reports the broken config itself
+    if dict_class not in KNOWN_DICT_CLASSES:
+        raise LoadError(f"{repo_id}/{folder_name}: dictionary_learning class {dict_class!r} is not one sae-lens "
+                        f"converts ({', '.join(KNOWN_DICT_CLASSES)})")
 
 
 def load_member(member: LoadedMember, d_in: int | None = None, device: str = "cpu") -> SAE:
@@ -99,19 +100,27 @@ def load_member(member: LoadedMember, d_in: int | None = None, device: str = "cp
     else:
         download(member)
         try:
-            sae = SAE.from_pretrained(member.release or member.repo_id, member.id if member.release else member.path,
-                                      device=device, converter=_converter(member))
+            sae = SAE.from_pretrained(member.release or member.repo_id, _sae_id(member), device=device,
+                                      converter=_converter(member))
         except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-            raise LoadError(_not_cached_message(member)) from exc
+            raise LoadError(not_cached_message(member)) from exc
+        except LoadError:
+            raise
         except Exception as exc:  # safetensors, pickle, numpy and KeyError failures: say which member
-            raise LoadError(f"cannot load {where}: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise LoadError(f"cannot load {where}: {type(exc).__name__}: {first_line(exc)}") from exc
     validate_sae(sae, where, d_in)
     return sae
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no details"
+def _sae_id(member: LoadedMember) -> str:
+    """What sae-lens's ``from_pretrained`` takes: the SAE's id in its release, else its folder in the repo."""
+    if member.release is None:
+        return member.path
+    from l0eval.family.registry import sae_lens_releases
+
+    saes = sae_lens_releases()[member.release]["saes"]
+    return next((entry["id"] for entry in saes if entry["path"] == member.path), member.id)
+
 
 
 def validate_sae(sae: SAE, where: str, d_in: int | None = None) -> None:

@@ -10,7 +10,6 @@ shares data generation, which is where the speed-up over one-by-one training com
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
+from l0eval import atomic
 from l0eval.errors import ResultsError
 from l0eval.train.dead_window import dead_feature_window_for
 
@@ -429,9 +429,8 @@ class FamilyTrainer:
         """Atomic write: a kill during the save leaves the previous checkpoint intact."""
         assert self.workdir is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.workdir / (self.CHECKPOINT + ".tmp")
-        torch.save(self._checkpoint_state(), tmp)
-        os.replace(tmp, self.workdir / self.CHECKPOINT)
+        with atomic.replacing(self.workdir / self.CHECKPOINT) as tmp:
+            torch.save(self._checkpoint_state(), tmp)
 
     def _maybe_resume(self) -> None:
         if self.workdir is None or not (self.workdir / self.CHECKPOINT).is_file():

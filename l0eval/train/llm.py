@@ -103,31 +103,32 @@ def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainin
                                              *(["exclude_bos"] if exclude_bos else []), *window])
                                  .encode()).hexdigest()[:16]
     run_dir = store.trained_dir(family_name) / fingerprint
-    inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
-    trainer = FamilyTrainer(trainer_config, inits, k_values, CacheBatchSource(cache, seed, exclude_bos), device=device,
-                            workdir=run_dir / "train", fingerprint=fingerprint)
-    started = time.monotonic()
-    trained = trainer.fit(progress=progress)
-    train_seconds = time.monotonic() - started
-    metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
-                "model_name": cache.key.model}
-    saes = [trained.member_sae(index, metadata) for index in range(len(k_values))]
-    calibrations = calibrate_thresholds(saes, CacheBatchSource(cache, calibration_seed(seed), exclude_bos),
-                                        batch_size)
-    added = []
-    for k, sae, calibration in zip(k_values, saes, calibrations):
-        folder = run_dir / f"k{k:g}"
-        sae.save_inference_model(str(folder))
-        added.append({"path": str(folder), "nominal_l0": k, "samples": trainer_config.steps * batch_size,
-                      "seed": seed,
-                      "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size, "width": width,
-                      "trained_together_with": k_values, "train_seconds": train_seconds,
-                      "resumed_from_step": trainer.resumed_from_step, "device": device, "exclude_bos": exclude_bos,
-                      "dead_feature_window": trainer_config.window,
-                      "threshold_calibration": calibration})
-    store.add_trained_members(family_name, added)
-    (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
-    return added
+    # one `l0eval train` at a time per family: two would train the same SAEs twice and race on members.json
+    with store.exclusive(store.trained_dir(family_name), f"the trained members of family '{family_name}'"):
+        inits = [sae_lens_init(d_in, width, member_seed(seed, k)) for k in k_values]
+        trainer = FamilyTrainer(trainer_config, inits, k_values, CacheBatchSource(cache, seed, exclude_bos),
+                                device=device, workdir=run_dir / "train", fingerprint=fingerprint)
+        started = time.monotonic()
+        trained = trainer.fit(progress=progress)
+        train_seconds = time.monotonic() - started
+        metadata = {"l0eval_family": family_name, "l0eval_seed": seed, "hook_name": cache.key.hook,
+                    "model_name": cache.key.model}
+        saes = [trained.member_sae(index, metadata) for index in range(len(k_values))]
+        calibrations = calibrate_thresholds(saes, CacheBatchSource(cache, calibration_seed(seed), exclude_bos),
+                                            batch_size)
+        added = []
+        for k, sae, calibration in zip(k_values, saes, calibrations):
+            folder = run_dir / f"k{k:g}"
+            sae.save_inference_model(str(folder))
+            added.append({"path": str(folder), "nominal_l0": k, "samples": trainer_config.steps * batch_size,
+                          "seed": seed, "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size,
+                          "width": width,
+                          "trained_together_with": k_values, "train_seconds": train_seconds,
+                          "resumed_from_step": trainer.resumed_from_step, "device": device, "exclude_bos": exclude_bos,
+                          "dead_feature_window": trainer_config.window, "threshold_calibration": calibration})
+        store.add_trained_members(family_name, added)
+        (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
+        return added
 
 
 # sae-lens's BatchTopK keeps its inference threshold as an exponential moving average (rate 0.01, started

@@ -10,7 +10,6 @@ Shards are ``.npy`` files, read back memory-mapped.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from l0eval import atomic
 from l0eval.errors import L0EvalError
 
 MANIFEST = "manifest.json"
@@ -94,10 +94,8 @@ class ActivationCache:
             self._write_manifest()
 
     def _write_manifest(self) -> None:
-        tmp = self.directory / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps({"key": self.key.identity(), "n_tokens": self.key.n_tokens,
-                                   "shards": self.completed}, indent=2) + "\n")
-        os.replace(tmp, self.directory / MANIFEST)
+        atomic.write_json(self.directory / MANIFEST, {"key": self.key.identity(), "n_tokens": self.key.n_tokens,
+                                                      "shards": self.completed})
 
     @property
     def is_complete(self) -> bool:
@@ -105,10 +103,8 @@ class ActivationCache:
 
     def add_shard(self, activations: np.ndarray) -> None:
         name = f"shard_{len(self.completed):05d}.npy"
-        tmp = self.directory / (name + ".tmp")
-        with open(tmp, "wb") as handle:
+        with atomic.replacing(self.directory / name) as tmp, open(tmp, "wb") as handle:
             np.save(handle, activations)
-        os.replace(tmp, self.directory / name)
         self.completed.append(name)
         self._write_manifest()
 

@@ -19,6 +19,7 @@ import torch
 from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from l0eval import atomic
 from l0eval.errors import L0EvalError
 from l0eval.saes import store
 
@@ -71,7 +72,7 @@ def _converted_gguf(name: str, source: GGUFModel) -> tuple[Path, str]:
         if marker.is_file() and json.loads(marker.read_text()).get("revision") == revision:
             return target, revision
         _convert_gguf(package_dir, source.filename, target)
-        marker.write_text(json.dumps({"revision": revision}) + "\n")
+        atomic.write_json(marker, {"revision": revision})
     return target, revision
 
 

@@ -35,9 +35,20 @@ def local_texts(paths: Iterable[str | Path], field: str = "text") -> Iterator[st
 def hub_texts(dataset: str, split: str = "train", field: str = "text") -> Iterator[str]:
     """Documents streamed from a Hugging Face dataset (works offline for datasets in the HF cache)."""
     from datasets import load_dataset
+    from huggingface_hub import constants
 
-    for record in load_dataset(dataset, split=split, streaming=True):
-        yield record[field]
+    try:
+        for record in load_dataset(dataset, split=split, streaming=True):
+            if field not in record:
+                raise L0EvalError(f"dataset '{dataset}' has no '{field}' field (fields: {', '.join(record)})")
+            yield record[field]
+    except L0EvalError:
+        raise
+    except Exception as exc:  # datasets raises ConnectionError, FileNotFoundError, its own types...: name the dataset
+        where = "HF_HUB_OFFLINE is set and it is not cached" if constants.is_offline_mode() else \
+            f"from {constants.ENDPOINT}"
+        raise L0EvalError(f"cannot read dataset '{dataset}' (split {split}; {where}): {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
 
 
 def sae_probes_texts(tags: Iterable[str]) -> Iterator[str]:
