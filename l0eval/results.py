@@ -153,6 +153,7 @@ class RunRecord(_Declared):
     device: str
     device_name: str
     library_versions: dict[str, str | None]
+    torch_threads: int | None = None  # pinned per run (l0eval.torch_threads); files before issue 14 lack it
     started: str
     finished: str
     wall_seconds: float | None = None  # set by the executor once the family is done

@@ -72,10 +72,10 @@ def train_members(spec, members: list, source, inits: list[dict], d_in: int, dev
     """
     directory = store.family_dir(spec.name, spec.fingerprint())
     with store.exclusive(directory, f"family '{spec.name}'"):
-        return _train_or_load(spec, model, members, directory, device, progress)
+        return _train_or_load(spec, members, source, inits, d_in, directory, device, progress)
 
 
-def _train_or_load(spec: FamilySpec, model: ToyModel, members: list[ToyMember], directory: Path, device: str,
+def _train_or_load(spec, members: list, source, inits: list[dict], d_in: int, directory: Path, device: str,
                    progress: bool) -> tuple[list, dict]:
     if store.is_complete(directory):
         saes = [store.load_member(directory / "members" / m.id, device) for m in members]
