@@ -153,12 +153,15 @@ class RunRecord(_Declared):
     device: str
     device_name: str
     library_versions: dict[str, str | None]
+    torch_threads: int | None = None  # pinned per run (l0eval.torch_threads); files before issue 14 lack it
     started: str
     finished: str
     wall_seconds: float | None = None  # set by the executor once the family is done
     seeds: dict[str, Any] | None = None
     training: dict[str, Any]
     activations: dict[str, Any] | None = None  # LLM families: the activation cache's key
+    world: dict[str, Any] | None = None  # synthetic worlds: the world as built or loaded
+    cost_estimate: dict[str, Any] | None = None  # synthetic worlds: the estimate printed before training
     evaluation: dict[str, Any]
     metric_versions: dict[str, str]
     downstream: dict[str, Any] | None = None
@@ -171,6 +174,13 @@ class GroundTruth(_Declared):
     score: str | None = None  # the metric that says how good a chosen SAE is
     expected: str | None = None
     reason: str | None = None  # why there is no true L0
+    # synthetic worlds: the true L0 over the top-`top_width` features, every target the verdict judges
+    # ({name, l0, score}) and whether they lie within one grid step of each other
+    true_l0_top_width: float | None = None
+    top_width: int | None = None
+    targets: list[dict[str, Any]] | None = None
+    targets_agree: bool | None = None
+    targets_note: str | None = None
 
 
 class SAEEntry(_Declared):

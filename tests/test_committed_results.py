@@ -262,3 +262,21 @@ def test_leaderboard_csv_tally_agrees_with_the_verdict(verdicts):
     for name, group in toy_rows.groupby("selector"):
         hits = group["within_one"].map(lambda v: {"yes": 1.0, "no": 0.0}.get(v, v)).astype(float).sum()
         assert hits == pytest.approx(tally[name]["hits"], abs=1e-3) and len(group) == tally[name]["judged"], name
+
+
+SYNTHETIC_WORLDS = ("synthsaebench-1k", "synthsaebench-1k-p0.5", "synthsaebench-1k-deep")
+
+
+def test_synthetic_worlds_have_every_target_and_the_reported_findings():
+    """`l0eval run --family NAME` for each CPU world (README, SynthSAEBench worlds)."""
+    results = {name: load(f"{name}.json") for name in SYNTHETIC_WORLDS}
+    truth = {name: r["ground_truth"] for name, r in results.items()}
+    assert truth["synthsaebench-1k-p0.5"]["true_l0"] < 0.6 * truth["synthsaebench-1k"]["true_l0"]
+    for name, result in results.items():
+        targets = {t["name"]: t["l0"] for t in truth[name]["targets"]}
+        assert set(targets) == {"true_l0", "true_l0_top_width", "best_f1", "best_mcc"}
+        assert targets["true_l0_top_width"] < targets["true_l0"] and targets["best_f1"] <= targets["true_l0"]
+        assert truth[name]["targets_agree"] is True
+        assert all({"mcc", "f1", "uniqueness", "dead_latents"} <= set(e["metrics"]) for e in result["saes"])
+        # s_n^dec at the paper's n/width picks far above every target on these worlds
+        assert result["selectors"]["argmin_s_n_dec@paper_ratio"]["chosen_l0"] >= 4 * targets["true_l0"]

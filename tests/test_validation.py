@@ -9,6 +9,7 @@ import pytest
 
 from l0eval.errors import SpecError
 from l0eval.family.registry import HUB_REGISTRY, parse_registry, parse_sae_family
+from l0eval.family.synthetic_spec import parse_synthetic_family
 from l0eval.family.toy_spec import parse_family, read_yaml_file
 from l0eval.family.validation import FIELDS
 
@@ -31,6 +32,8 @@ TOY_CONSTANT = {"name": "c", "kind": "toy", "toy": {"n_features": 3, "d_model": 
 SAES = {"name": "s", "kind": "saes", "d_in": 4, "width": 8, "members": [{"path": "x", "nominal_l0": 2}],
         "activations": {"model": "m", "hook": "blocks.0.hook_resid_post", "texts": ["a.txt"], "context": 8,
                         "sequences": 4, "batch_sequences": 2, "ce_sequences": 0}}
+SYNTHETIC = {"name": "w", "kind": "synthetic", "world": {"hub": "owner/world", "sample_chunk": 512},
+             "sae": {"d_sae": 8, "k": [1, 2]}}
 REGISTRY = {"families": [{"name": "r", "description": "d", "model": "m", "hook": "blocks.0.hook_resid_post",
                           "layer": 0, "d_in": 4, "width": 8, "architecture": "topk", "source": "dictionary_learning",
                           "repo_id": "o/r", "path": "p/trainer_{i}", "trainers": [0, 1], "nominal_l0": [2, 4]}]}
@@ -44,12 +47,16 @@ def parse_saes(raw):
     return parse_sae_family(raw, Path("/tmp/family.yaml"))
 
 
+def parse_synthetic(raw):
+    return parse_synthetic_family(raw)
+
+
 def parse_hub(raw):
     return parse_registry(raw, Path("registry.yaml"))
 
 
 BASES = [(TOY_SWEEP, parse_toy), (TOY_MIXING, parse_toy), (TOY_CONSTANT, parse_toy), (SAES, parse_saes),
-         (REGISTRY, parse_hub)]
+         (SYNTHETIC, parse_synthetic), (REGISTRY, parse_hub)]
 
 
 def _steps(path: str) -> list:

@@ -23,6 +23,9 @@ from l0eval.family.registry import (
     parse_sae_family,
     sae_lens_releases,
 )
+from l0eval.family.synthetic_family import synthetic_family
+from l0eval.family.synthetic_spec import KIND as SYNTHETIC
+from l0eval.family.synthetic_spec import parse_synthetic_family
 from l0eval.family.toy_family import toy_family
 from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, load_family_file
 from l0eval.family.yaml_file import read_yaml_file
@@ -90,9 +93,12 @@ def _with_trained_members(family: Family) -> Family:
 
 def _load_file(path: Path) -> Family:
     raw = read_yaml_file(path)
-    if isinstance(raw, dict) and raw.get("kind") == "saes":
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    parsers = {"saes": lambda: parse_sae_family(raw, path),
+               SYNTHETIC: lambda: synthetic_family(parse_synthetic_family(raw, str(path)))}
+    if kind in parsers:
         try:
-            return parse_sae_family(raw, path)
+            return parsers[kind]()
         except SpecError as exc:
             raise SpecError(f"{path}: {exc}") from exc
     return toy_family(load_family_file(path, raw))

@@ -75,6 +75,9 @@ class GroundTruth:
     kind: str  # "true_l0" (known, with a per-SAE score), "downstream" (LLM targets) or "none"
     true_l0: float | None = None
     score: str | None = None  # the metric that says how good a chosen SAE is
+    # several known-truth targets, measured when the family is evaluated (synthetic worlds: true L0 over all
+    # features and over the top-width ones, the L0s of best F1 and best MCC); results list them in this order
+    targets: tuple[str, ...] = ()
 
 
 NO_GROUND_TRUTH = GroundTruth("none")

@@ -35,6 +35,7 @@ Parser = Callable[[Any, SourceContext], ActivationSource]
 BUILT_IN = {
     "toy": "l0eval.family.toy_family:parse_toy_activations",
     "llm": "l0eval.family.llm_spec:parse_llm_source",
+    "synthetic": "l0eval.family.synthetic_family:parse_synthetic_activations",
 }
 
 _REGISTERED: dict[str, Parser | str] = dict(BUILT_IN)

@@ -50,6 +50,23 @@ def _l0_text(l0s: list[float]) -> str:
     return f"{min(l0s):g}-{max(l0s):g}" if l0s else "from config"
 
 
+def overridden(spec, overrides: TrainingOverrides):
+    """A trained-here spec (toy or synthetic: both have ``training`` and ``with_training``) with the command
+    line's training overrides applied."""
+    if overrides.samples is not None and overrides.samples < spec.training.batch_size:
+        raise L0EvalError(f"--samples {overrides.samples} is smaller than one batch ({spec.training.batch_size})")
+    if overrides.paper_recipe:
+        spec = spec.with_training(**PAPER_RECIPE)
+    if overrides.samples is not None:
+        spec = spec.with_training(samples=overrides.samples)
+    if overrides.seeds is not None or overrides.seed is not None:
+        count = overrides.seeds if overrides.seeds is not None else len(spec.training.seeds)
+        base = overrides.seed if overrides.seed is not None else spec.training.seeds[0]
+        spec = spec.with_training(seeds=tuple(range(base, base + count)),
+                                  data_seed=base if overrides.seed is not None else spec.training.data_seed)
+    return spec
+
+
 @dataclass(frozen=True)
 class TrainedToyMembers(MemberSource):
     """Members l0eval trains together from a toy spec (or reuses from its cache)."""
@@ -100,19 +117,7 @@ class TrainedToyMembers(MemberSource):
         return toy_family_bytes(self.spec)
 
     def with_overrides(self, overrides: TrainingOverrides) -> MemberSource:
-        spec = self.spec
-        if overrides.samples is not None and overrides.samples < spec.training.batch_size:
-            raise L0EvalError(f"--samples {overrides.samples} is smaller than one batch ({spec.training.batch_size})")
-        if overrides.paper_recipe:
-            spec = spec.with_training(**PAPER_RECIPE)
-        if overrides.samples is not None:
-            spec = spec.with_training(samples=overrides.samples)
-        if overrides.seeds is not None or overrides.seed is not None:
-            count = overrides.seeds if overrides.seeds is not None else len(spec.training.seeds)
-            base = overrides.seed if overrides.seed is not None else spec.training.seeds[0]
-            spec = spec.with_training(seeds=tuple(range(base, base + count)),
-                                      data_seed=base if overrides.seed is not None else spec.training.data_seed)
-        return TrainedToyMembers(spec)
+        return TrainedToyMembers(overridden(self.spec, overrides))
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ FIELDS: dict[str, Interval] = {
     "selectors.canonical_target": POSITIVE,
     "mixing.rho[]": CORRELATION,
     "mixing.feature": NON_NEGATIVE_INT,
+    # `kind: synthetic` family files (l0eval/activations/synthetic.py; the other sections are the toys')
+    "world.sample_chunk": POSITIVE_INT,
     # `kind: saes` family files (l0eval/family/registry.py) and their LLM activations (llm_spec.py)
     "d_in": POSITIVE_INT,
     "width": NON_NEGATIVE_INT,

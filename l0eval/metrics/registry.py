@@ -29,6 +29,8 @@ FORMULAS = {
     "sparse_probing": "sae-probes run_sae_evals (setting 'normal'): mean test F1 over datasets of top-k L1 probes",
     "saebench_probing": "SAEBench sparse_probing: top-k L2 probe test accuracy, mean over classes then datasets",
     "absorption": "SAEBench absorption_first_letter: mean over letters passing the ground-truth probe",
+    "synthetic_ground_truth": ("synthetic_ground_truth/1: sae_lens.synthetic.evals.eval_sae_on_synthetic_data on "
+                               "the evaluation set (BatchTopK over all of it)"),
 }
 
 # The groups every streamed evaluation records under ``run.metric_versions`` (LLM families add "spliced").
@@ -67,6 +69,15 @@ _METRICS = (
     Metric("s_n_dec_alive", "s_n^dec (live latents)", "s_n_dec_alive", False),
     Metric("feature_recovery", "feature recovery (toy score)", "feature_recovery", True, header="recovery"),
     Metric("feature_mixing", "feature mixing", "feature_mixing", None),
+    # synthetic worlds (sae-lens's SynthSAEBench evaluation); their targets are in ground_truth.targets
+    Metric("mcc", "MCC (one-to-one feature match)", "synthetic_ground_truth", True, header="MCC"),
+    Metric("f1", "F1 (latents as feature detectors)", "synthetic_ground_truth", True, header="F1"),
+    Metric("precision", "precision", "synthetic_ground_truth", True),
+    Metric("recall", "recall", "synthetic_ground_truth", True),
+    Metric("uniqueness", "uniqueness", "synthetic_ground_truth", True),
+    Metric("shrinkage", "shrinkage (output/input norm)", "synthetic_ground_truth", None),
+    Metric("dead_latents", "dead latents", "synthetic_ground_truth", False),
+    Metric("synthetic_explained_variance", "explained variance (sae-lens)", "synthetic_ground_truth", True),
     Metric("sparse_probing_k1", "sparse_probing_k1", "sparse_probing", True, target=True),
     Metric("sparse_probing_k16", "sparse_probing_k16", "sparse_probing", True, target=True),
     Metric("absorption_fraction", "absorption_fraction", "absorption", False, target=True),
@@ -78,7 +89,7 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in _METRICS}
 # Display orders (names of METRICS); s_n^dec columns, whose n varies by family, are placed by the reader.
 CONSOLE_COLUMNS = ("variance_explained", "fvu", "mse", "measured_l0", "dead_fraction", "ce_loss_score",
                    "kl_div_score", "c_dec", "c_enc")
-PLOT_PANELS = ("fvu", "variance_explained", "c_dec", "c_enc", "feature_recovery", "ce_loss_score",
+PLOT_PANELS = ("fvu", "variance_explained", "c_dec", "c_enc", "feature_recovery", "f1", "mcc", "ce_loss_score",
                "sparse_probing_k1", "sparse_probing_k16", "absorption_fraction", "full_absorption")
 
 # The absorption evaluation's scores, and its flat per-SAE columns (the rest goes to saes[].downstream)

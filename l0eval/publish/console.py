@@ -75,5 +75,8 @@ def summary(results: dict) -> str:
         lines.append(f"no ground truth: {gt['reason']}")
     else:
         lines.append(f"true L0 = {gt['true_l0']:.4f} (measured on the evaluation set: {gt['true_l0_measured']:.3f})")
+    if gt.get("targets"):
+        lines.append("targets: " + ", ".join(f"{t['name']} {t['l0']:.3g}" for t in gt["targets"])
+                     + f" ({gt['targets_note']})")
     lines += ["", l0_table(results), "", "L0 chosen by each selector:", selector_table(results)]
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from l0eval.family.sae_lens_ids import member_identity
 from l0eval.results import read_results
 from l0eval.safe_names import path_component
 from l0eval.selection.bootstrap import BootstrapDesign
-from l0eval.selection.verdict import NotJudgeable, judge_family, selector_tally, summary_line
+from l0eval.selection.verdict import NotJudgeable, is_known_truth, judge_family, selector_tally, summary_line
 
 CSV_COLUMNS = ("family", "target", "target_l0", "selector", "chosen_l0", "interval_90_low", "interval_90_high",
                "point_share", "plausible_l0s", "error_l0", "error_steps", "within_one", "score", "best_score",
@@ -80,13 +80,13 @@ def fmt(value, digits: int = 3) -> str:
 # --- tables -------------------------------------------------------------------------------------------------
 
 def _has_kind(verdict: dict, toy: bool) -> bool:
-    return any((target.name == TRUE_L0) == toy for target in verdict["targets"])
+    return any(is_known_truth(target.name) == toy for target in verdict["targets"])
 
 
 def column_keys(verdicts: list[dict], toy: bool) -> list[tuple[str, str]]:
     """(family, target) of one kind, in file then target order."""
     return list(dict.fromkeys((v["family"], row["target"]) for v in verdicts for row in v["rows"]
-                              if row.get("target") is not None and (row["target"] == TRUE_L0) == toy))
+                              if row.get("target") is not None and is_known_truth(row["target"]) == toy))
 
 
 def choice_frame(verdicts: list[dict], toy: bool) -> pd.DataFrame:
@@ -95,7 +95,7 @@ def choice_frame(verdicts: list[dict], toy: bool) -> pd.DataFrame:
     by_selector: dict[str, dict] = {}
     for verdict in verdicts:
         for row in verdict["rows"]:
-            if row.get("target") is not None and (row["target"] == TRUE_L0) == toy:
+            if row.get("target") is not None and is_known_truth(row["target"]) == toy:
                 by_selector.setdefault(row["selector"], {})[(verdict["family"], row["target"])] = row
     keys = column_keys(verdicts, toy)
     if not keys:
@@ -222,6 +222,7 @@ def family_view(results: dict, verdict: dict) -> dict:
     return {"name": verdict["family"], "description": verdict["description"],
             "plot": f"plots/{verdict['family']}.png", "bootstrap_unit": verdict["bootstrap_unit"],
             "no_target_reason": verdict["no_target_reason"], "neuronpedia": neuronpedia_links(results),
+            "targets_note": verdict.get("targets_note"),
             "grid": fmt(verdict["grid"])}
 
 
@@ -273,6 +274,8 @@ def compare_text(verdicts: list[dict]) -> str:
         title = f"family {verdict['family']}: {verdict['description']}"
         if verdict["no_target_reason"]:
             title += f"\nno ground truth: {verdict['no_target_reason']}"
+        if verdict.get("targets_note"):
+            title += f"\nground truth: {verdict['targets_note']}"
         frame = pd.DataFrame([{"target": row["target"] or "-", "target L0": fmt(row.get("target_l0"), 4),
                                "selector": row["selector"], "chosen L0": fmt(row["chosen_l0"]),
                                "90% interval": "-" if not row.get("interval_90") else

@@ -57,29 +57,36 @@ def _initial_weights(spec: FamilySpec, model: ToyModel, member: ToyMember) -> di
 
 def train_or_load(spec: FamilySpec, model: ToyModel, members: list[ToyMember], device: str,
                   progress: bool = True) -> tuple[list, dict]:
-    """The family's SAEs (sae-lens objects) and a note on how they were obtained.
+    """The toy family's SAEs (sae-lens objects) and a note on how they were obtained (see ``train_members``)."""
+    return train_members(spec, members, _batch_source(spec, model, members),
+                         [_initial_weights(spec, model, m) for m in members], spec.toy.d_model, device, progress)
 
-    Reuses a complete cached family; otherwise trains all members together, resuming a killed run
-    from its checkpoint, then saves every member in SAELens format.
+
+def train_members(spec, members: list, source, inits: list[dict], d_in: int, device: str,
+                  progress: bool = True) -> tuple[list, dict]:
+    """A trained family's SAEs and a note on how they were obtained, for any spec with ``name``,
+    ``fingerprint()``, ``sae`` and ``training`` sections (toy and synthetic families).
+
+    Reuses a complete cached family; otherwise trains all members together on ``source``, resuming a
+    killed run from its checkpoint, then saves every member in SAELens format.
     """
     directory = store.family_dir(spec.name, spec.fingerprint())
     with store.exclusive(directory, f"family '{spec.name}'"):
-        return _train_or_load(spec, model, members, directory, device, progress)
+        return _train_or_load(spec, members, source, inits, d_in, directory, device, progress)
 
 
-def _train_or_load(spec: FamilySpec, model: ToyModel, members: list[ToyMember], directory: Path, device: str,
+def _train_or_load(spec, members: list, source, inits: list[dict], d_in: int, directory: Path, device: str,
                    progress: bool) -> tuple[list, dict]:
     if store.is_complete(directory):
         saes = [store.load_member(directory / "members" / m.id, device) for m in members]
         return saes, {**store.read_marker(directory), "reused_cache": True, "cache_dir": str(directory)}
-    source = _batch_source(spec, model, members)
-    cfg = TrainerConfig(d_in=spec.toy.d_model, d_sae=spec.sae.d_sae, samples=spec.training.samples,
+    cfg = TrainerConfig(d_in=d_in, d_sae=spec.sae.d_sae, samples=spec.training.samples,
                         batch_size=spec.training.batch_size, lr=spec.training.lr,
                         dead_feature_window=spec.training.dead_feature_window,
                         aux_loss_coefficient=spec.training.aux_loss_coefficient,
                         normalize_decoder=spec.training.normalize_decoder)
-    trainer = FamilyTrainer(cfg, [_initial_weights(spec, model, m) for m in members], [m.k for m in members],
-                            source, device=device, workdir=directory / "train", fingerprint=spec.fingerprint())
+    trainer = FamilyTrainer(cfg, inits, [m.k for m in members], source, device=device,
+                            workdir=directory / "train", fingerprint=spec.fingerprint())
     started = time.monotonic()
     trained = trainer.fit(progress=progress)
     info = {"trained_at": now(), "train_seconds": time.monotonic() - started, "steps": cfg.steps,
@@ -164,20 +171,31 @@ def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: lis
     """Metrics for every SAE on the toy's evaluation batch, the per-L0 table and every selector scored
     against the toy's true L0. ``identities`` give each SAE's id, L0 (the sweep axis), seed replicate
     and whether l0eval trained it."""
+    truth = {"true_l0": spec.toy.true_l0, "true_l0_measured": float((features > 0).sum(1).float().mean()),
+             "score": "feature_recovery"}
+    return assess_family(spec, saes, identities, x, model.embedding, truth)
+
+
+def assess_family(spec, saes: list, identities: list[dict], x: torch.Tensor, embedding: torch.Tensor,
+                  ground_truth: dict, extra_metrics: list[dict] | None = None) -> dict:
+    """``assess_on_toy`` for any family whose true feature directions ``embedding`` [d, F] are known:
+    ``ground_truth`` holds its ``true_l0`` (the selectors' scored target) and ``score`` column;
+    ``extra_metrics`` (one dict per SAE) join each SAE's metrics and the per-L0 table."""
     width = saes[0].cfg.d_sae
     n_values = spec.evaluation.n_values or tuple(sorted(
         {*range(1, width // 2 + 1), *snd_n_values([i["l0"] for i in identities], width, spec.selectors.snd_n)}))
     # the point estimate and the bootstrap read the same batches: the evaluation set in EVALUATION_BATCHES parts,
     # BatchTopK within each (the paper's toys apply it over one batch of 100k; see docs/selectors.md#intervals)
     chunks = evaluation_batches(x)
-    metrics = evaluate_family(saes, chunks, n_values, spec.training.normalize_decoder, model.embedding,
+    metrics = evaluate_family(saes, chunks, n_values, spec.training.normalize_decoder, embedding,
                               keep_batches=True)
+    for met, extra in zip(metrics, extra_metrics or [{}] * len(metrics)):
+        met.update(extra)
     per_member = pd.DataFrame([metric_row(ident["l0"], {k: v for k, v in met.items() if k != "batches"},
                                           seed=ident["seed"]) for ident, met in zip(identities, metrics)])
     by_l0 = per_member.drop(columns="seed").groupby("l0", as_index=False).mean()
     seeds = sorted(per_member.seed.unique())
     replicates = [per_member[per_member.seed == s].drop(columns="seed") for s in seeds] if len(seeds) > 1 else []
-    true_l0 = spec.toy.true_l0
     selectors = default_selectors(spec.selectors.snd_n, spec.selectors.canonical_target, width, hand_n_oracle=True)
     entries = [{"id": ident["id"], "nominal_l0": ident["l0"], "measured_l0": met["l0"], "seed": ident["seed"],
                 "trained_here": ident["trained_here"], "batches": met.pop("batches"), "metrics": met}
@@ -189,12 +207,11 @@ def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: lis
                                 "pooled over them (s_n^dec: the mean of the per-batch order statistics)",
                        "n_values": list(n_values), "width": width,
                        "bootstrap": design.record(len(chunks), len(seeds))},
-        "ground_truth": {"true_l0": true_l0, "true_l0_measured": float((features > 0).sum(1).float().mean()),
-                         "score": "feature_recovery"},
+        "ground_truth": ground_truth,
         "saes": entries,
         "by_l0": by_l0.to_dict(orient="records"),
-        "selectors": add_bootstrap(score_selectors(selectors, by_l0, true_l0, "feature_recovery", replicates),
-                                   selectors, entries, design),
+        "selectors": add_bootstrap(score_selectors(selectors, by_l0, ground_truth["true_l0"], ground_truth["score"],
+                                                   replicates), selectors, entries, design),
     }
 
 

@@ -68,6 +68,14 @@ class Target:
                 "point_share": boot["point_share"] if boot else 1.0, "resampled": boot is not None}
 
 
+# Targets that are ground truth by construction (toys, synthetic worlds), as opposed to downstream metrics.
+SYNTHETIC_TARGETS = ("true_l0_top_width", "best_f1", "best_mcc")
+
+
+def is_known_truth(target: str | None) -> bool:
+    return target == "true_l0" or target in SYNTHETIC_TARGETS
+
+
 class NotJudgeable(ValueError):
     """A results file without an L0 sweep to judge (a mixing toy, a benchmark)."""
 
@@ -160,6 +168,9 @@ def absorption_caveat(results: dict) -> str | None:
 def family_targets(results: dict, table: pd.DataFrame, design: BootstrapDesign) -> list[Target]:
     grid = table["l0"].to_numpy(float)
     truth = results.get("ground_truth", {})
+    if truth.get("targets"):  # several ground-truth targets (synthetic worlds): each one judged
+        return [Target(t["name"], float(t["l0"]), t["score"] if t.get("score") in table else None,
+                       censored=is_censored(grid, float(t["l0"]))) for t in truth["targets"]]
     if truth.get("true_l0") is not None:
         score = truth.get("score") if truth.get("score") in table else None
         l0 = float(truth["true_l0"])
@@ -250,15 +261,12 @@ def judge_family(results: dict, design: BootstrapDesign = BootstrapDesign()) -> 
             "selectors": {s.name: s.description for s in selectors},
             "labels": {s.name: s.label for s in selectors}, "rows": rows,
             "resampled_choices": resampled,
-            "no_target_reason": None if targets else truth.get("reason", "no ground truth and no target metric")}
-
-
-def _is_toy_target(name: str) -> bool:
-    return name == "true_l0"
+            "no_target_reason": None if targets else truth.get("reason", "no ground truth and no target metric"),
+            "targets_note": truth.get("targets_note")}
 
 
 def _counted(row: dict, toy: bool) -> bool:
-    return row.get("target") is not None and _is_toy_target(row["target"]) == toy and not row["censored"]
+    return row.get("target") is not None and is_known_truth(row["target"]) == toy and not row["censored"]
 
 
 def selector_tally(verdicts: list[dict], toy: bool) -> dict[str, dict]:
@@ -268,7 +276,7 @@ def selector_tally(verdicts: list[dict], toy: bool) -> dict[str, dict]:
     tally: dict[str, dict] = {}
     for verdict in verdicts:
         for row in verdict["rows"]:
-            if row.get("target") is None or _is_toy_target(row["target"]) != toy:
+            if row.get("target") is None or is_known_truth(row["target"]) != toy:
                 continue
             entry = tally.setdefault(row["selector"], {"label": row["label"], "hits": 0, "judged": 0,
                                                        "steps": [], "regret": [], "censored": 0})
@@ -294,7 +302,7 @@ def resampled_hits(verdicts: list[dict], toy: bool) -> dict[str, np.ndarray]:
     for verdict in verdicts:
         grid = np.asarray(verdict["grid"], float)
         for target in verdict["targets"]:
-            if _is_toy_target(target.name) != toy or target.censored:
+            if is_known_truth(target.name) != toy or target.censored:
                 continue
             target_steps = np.array([grid_step(grid, t) for t in (target.resampled_l0 or [target.l0] * draws)])
             hits["chance"] += np.mean(np.abs(np.arange(len(grid))[None] - target_steps[:, None]) <= 1, axis=1)
@@ -320,7 +328,7 @@ def headline(verdicts: list[dict], toy: bool) -> dict | None:
     margins = resampled[best] - resampled["best_baseline"]
     low = float(np.quantile(margins, HEADLINE_QUANTILE))
     unresampled = [v["family"] for v in verdicts if not v["resampled"] and any(
-        _is_toy_target(t.name) == toy for t in v["targets"])]
+        is_known_truth(t.name) == toy for t in v["targets"])]
     decided = judged > 0 and low > 0 and not unresampled
     return {"toy": toy, "judged": judged, "censored": max(entry["censored"] for entry in tally.values()),
             "best": best, "best_hits": tally[best]["hits"], "baseline_hits": baselines,
@@ -334,7 +342,9 @@ def summary_line(verdicts: list[dict], toy: bool) -> str | None:
     if decision is None:
         return None
     judged = decision["judged"]
-    what = ("toy families (true L0 known)" if toy
+    synthetic = any(t.name in SYNTHETIC_TARGETS for verdict in verdicts for t in verdict["targets"])
+    what = ("known-truth targets (toy true L0s; synthetic worlds' true L0s, best-F1 and best-MCC L0s)"
+            if toy and synthetic else "toy families (true L0 known)" if toy
             else "LLM family targets (sparse-probing peak, lowest absorption)")
     baselines = ", ".join(f"{name} {_hits_text(hits)}" for name, hits in decision["baseline_hits"].items())
     line = (f"Across {judged} {what} ({decision['censored']} censored at a grid end left out), the best "

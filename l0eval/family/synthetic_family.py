@@ -1,0 +1,134 @@
+"""SynthSAEBench worlds as ``Family`` parts: members trained here on a world (as toy members are), and the
+world as an activation source (``activations: {synthetic: NAME}`` evaluates loaded SAEs on a world)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from l0eval.errors import SpecError
+from l0eval.family.model import (
+    FLOAT_BYTES,
+    ActivationSource,
+    EvaluationJob,
+    Family,
+    GroundTruth,
+    MemberSource,
+    Obtained,
+    SelectorSpec,
+    TrainingOverrides,
+)
+from l0eval.family.sources import SourceContext
+from l0eval.family.synthetic_spec import KIND, SyntheticFamilySpec, parse_synthetic_family
+from l0eval.family.toy_family import overridden, toy_members
+from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, read_yaml_file
+
+# What a synthetic world's selectors are judged against (l0eval.runs.synthetic.targets measures each)
+WORLD_TRUTH = GroundTruth("true_l0", None, "feature_recovery",
+                          targets=("true_l0", "true_l0_top_width", "best_f1", "best_mcc"))
+
+
+@dataclass(frozen=True)
+class TrainedWorldMembers(MemberSource):
+    """Members l0eval trains together on a SynthSAEBench world (or reuses from its cache)."""
+
+    spec: SyntheticFamilySpec
+
+    def ids(self) -> list[str]:
+        return [member.id for member in toy_members(self.spec)]
+
+    def declared_width(self) -> int:
+        return self.spec.sae.d_sae
+
+    def obtain(self, family: Family, job: EvaluationJob) -> Obtained:
+        from l0eval.runs.synthetic import obtain_trained
+
+        return obtain_trained(self.spec, job)
+
+    def subset(self, ids: list[str]) -> MemberSource:
+        return self  # the sweep trains together: it is never split
+
+    def member_content(self) -> dict[str, Any]:
+        return {member_id: member_id for member_id in self.ids()}  # the family's key covers the spec
+
+    def estimated_bytes(self, ids: list[str]) -> int:
+        config = self.spec.world.config
+        hidden, features = (config.hidden_dim, config.num_features) if config is not None else (768, 16384)
+        weights = 2 * hidden * self.spec.sae.d_sae * len(ids)
+        return FLOAT_BYTES * (weights + self.spec.evaluation.samples * (hidden + features))
+
+    def record(self, family: Family, snd_n: list[int]) -> dict[str, Any]:
+        return self.spec.to_dict()
+
+    def content(self, family: Family) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "fingerprint": self.spec.fingerprint()}
+
+    def describe(self, family: Family) -> str:
+        spec, config = self.spec, self.spec.world.config
+        ks = ", ".join(f"{k:g}" for k in spec.sae.k_values)
+        world = spec.world.hub or f"{config.num_features} features, hidden {config.hidden_dim}"
+        return (f"{spec.name} (synthetic world: {world}): {spec.description}\nk = {ks}; "
+                f"seeds {list(spec.training.seeds)}; trained by l0eval")
+
+    def table_row(self, family: Family) -> list[str]:
+        ks = list(self.spec.sae.k_values)
+        return [KIND, "-", str(self.spec.sae.d_sae), "batchtopk", str(len(ks)), f"{min(ks):g}-{max(ks):g}", "-",
+                "trains"]
+
+    def with_overrides(self, overrides: TrainingOverrides) -> MemberSource:
+        return TrainedWorldMembers(overridden(self.spec, overrides))
+
+
+@dataclass(frozen=True)
+class WorldActivations(ActivationSource):
+    """A SynthSAEBench world: an evaluation set sampled with its feature activations (known truth)."""
+
+    kind = KIND
+    extra_formulas = ("synthetic_ground_truth",)
+    name: str
+    spec: SyntheticFamilySpec
+
+    def record(self) -> Any:
+        return self.name
+
+    def content(self) -> dict[str, Any]:
+        return {KIND: self.name, "world": self.spec.world.to_dict(), "evaluation": self.spec.to_dict()["evaluation"]}
+
+    def inputs_per_sae(self) -> int:
+        return self.spec.evaluation.samples
+
+    def ground_truth(self) -> GroundTruth:
+        return WORLD_TRUTH
+
+    def evaluate(self, family: Family, obtained: Obtained, job: EvaluationJob) -> dict[str, Any]:
+        from l0eval.runs.synthetic import evaluate_on_world
+
+        return evaluate_on_world(self.spec, family, obtained, job)
+
+
+def synthetic_spec_by_name(name: str) -> SyntheticFamilySpec:
+    """A built-in synthetic family's spec."""
+    path = BUILTIN_DIR / f"{name}.yaml"
+    raw = read_yaml_file(path) if name in builtin_family_names() else None
+    if not isinstance(raw, dict) or raw.get("kind") != KIND:
+        raise SpecError(f"'{name}' is not a built-in synthetic family")
+    return parse_synthetic_family(raw, str(path))
+
+
+def parse_synthetic_activations(value: Any, context: SourceContext) -> WorldActivations:
+    """``activations: {synthetic: NAME}``: a built-in synthetic family's world and evaluation set."""
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"'{context.where}' must name a synthetic family (e.g. synthsaebench-1k), got {value!r}")
+    try:
+        return WorldActivations(value, synthetic_spec_by_name(value))
+    except SpecError as exc:
+        raise SpecError(f"'{context.where}': {exc}") from exc
+
+
+def synthetic_family(spec: SyntheticFamilySpec) -> Family:
+    """A synthetic spec as a family: trained here on its world, judged against the world's targets."""
+    return Family(name=spec.name, description=spec.description, kind=KIND, members=TrainedWorldMembers(spec),
+                  activations=WorldActivations(spec.name, spec), ground_truth=WORLD_TRUTH,
+                  selectors=SelectorSpec(spec.selectors.snd_n, spec.selectors.canonical_target),
+                  spec_path=spec.source)
+
