@@ -19,7 +19,14 @@ import pytest
 from l0eval.publish.leaderboard import collect
 from l0eval.selection.bootstrap import has_batch_statistics, member_table, pooled_member_values
 from l0eval.selection.selectors import snd_column
-from l0eval.selection.verdict import HAND_N, metric_table, selector_tally, summary_line, verdict_selectors
+from l0eval.selection.verdict import (
+    HAND_N,
+    is_known_truth,
+    metric_table,
+    selector_tally,
+    summary_line,
+    verdict_selectors,
+)
 
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "results"
@@ -257,10 +264,11 @@ def test_committed_leaderboard_is_what_the_code_makes_from_the_committed_results
 def test_leaderboard_csv_tally_agrees_with_the_verdict(verdicts):
     """Each selector's hits recomputed from the committed CSV rows equal the verdict's tally."""
     rows = pd.read_csv(ROOT / "leaderboard" / "leaderboard.csv")
-    toy_rows = rows[(rows["target"] == "true_l0") & (rows["censored"] == "no")]
+    toy_rows = rows[rows["target"].map(is_known_truth) & (rows["censored"] == "no")]
     tally = selector_tally(verdicts, toy=True)
     for name, group in toy_rows.groupby("selector"):
-        hits = group["within_one"].map(lambda v: {"yes": 1.0, "no": 0.0}.get(v, v)).astype(float).sum()
+        hits = group["within_one"].map(lambda v: {"yes": 1.0, "no": 0.0, "-": 0.0}.get(v, v))  # -: no pick
+        hits = hits.astype(float).sum()
         assert hits == pytest.approx(tally[name]["hits"], abs=1e-3) and len(group) == tally[name]["judged"], name
 
 
