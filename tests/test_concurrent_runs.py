@@ -22,7 +22,7 @@ def test_a_second_run_of_the_same_family_waits_and_reuses_the_first_ones_saes(tm
     family = tmp_path / "tiny-kill.yaml"
     family.write_text(yaml.safe_dump(FAMILY))
     monkeypatch.setenv("L0EVAL_CACHE", str(tmp_path / "cache"))
-    spec = resolve(str(family))
+    spec = resolve(str(family)).members.spec  # the toy spec its trained members come from
     lock = FileLock(f"{store.family_dir(spec.name, spec.fingerprint())}.lock")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     runs = []

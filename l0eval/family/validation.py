@@ -137,7 +137,8 @@ def number_list(value: Any, where: str, high: float | None = None) -> tuple:
 
 def family_name(value: Any, where: str = "name") -> str:
     if isinstance(value, str) and len(value) > 100:  # said by its length: echoing it would flood the line
-        raise SpecError(f"'{where}' is {len(value)} characters long: at most 100 (it becomes a file name)")
+        raise SpecError(f"'{where}' must be at most 100 characters (it becomes a file name), "
+                        f"got {len(value)} characters")
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
         raise SpecError(f"'{where}' must be 1-100 letters, digits, '.', '_' or '-' starting with a letter or "
                         f"digit (it becomes a file name), got {value!r}")

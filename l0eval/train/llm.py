@@ -81,8 +81,20 @@ def train_missing_l0s(family: Family, source: ActivationSource, config: LLMTrain
     width = config.width or family.members.declared_width()
     if not width:
         raise L0EvalError("the family file has no 'width': pass --width")
+    _check_fits(family, config, width)  # before the model pass: a refusal after it would waste that work
     cache, exclude_bos = source.training_inputs(config.device, config.progress)
     return _train_on_cache(family.name, cache, config, width, exclude_bos)
+
+
+def _check_fits(family: Family, config: LLMTrainingConfig, width: int) -> None:
+    """Every k fits the width, and the SAEs trained together fit this machine's memory."""
+    from l0eval.memory_check import require, trained_saes_bytes
+
+    if any(not 0 < k <= width for k in config.k_values):
+        raise L0EvalError(f"every L0 must be in (0, width={width}]; got {list(config.k_values)}")
+    d_in = getattr(family.members, "d_in", 0)  # declared by loaded-SAE families, the only ones `train` extends
+    require(trained_saes_bytes(d_in, width, len(config.k_values), config.batch_size),
+            f"training {len(config.k_values)} SAEs of width {width}", config.device)
 
 
 def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainingConfig, width: int,
@@ -90,8 +102,6 @@ def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainin
     k_values, samples, seed = list(config.k_values), config.samples, config.seed
     batch_size, lr, device, progress = config.batch_size, config.lr, config.device, config.progress
     d_in = next(cache.shards()).shape[1]
-    if any(not 0 < k <= width for k in k_values):
-        raise L0EvalError(f"every L0 must be in (0, width={width}]; got {k_values}")
     if samples < batch_size:
         raise L0EvalError(f"--samples {samples} is smaller than one batch ({batch_size})")
     trainer_config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
