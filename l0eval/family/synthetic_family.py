@@ -20,7 +20,7 @@ from l0eval.family.model import (
 )
 from l0eval.family.sources import SourceContext
 from l0eval.family.synthetic_spec import KIND, SyntheticFamilySpec, parse_synthetic_family
-from l0eval.family.toy_family import overridden, toy_members
+from l0eval.family.toy_family import TrainedHereMembers, overridden
 from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, read_yaml_file
 
 # What a synthetic world's selectors are judged against (l0eval.runs.synthetic.targets measures each)
@@ -29,27 +29,15 @@ WORLD_TRUTH = GroundTruth("true_l0", None, "feature_recovery",
 
 
 @dataclass(frozen=True)
-class TrainedWorldMembers(MemberSource):
+class TrainedWorldMembers(TrainedHereMembers):
     """Members l0eval trains together on a SynthSAEBench world (or reuses from its cache)."""
 
     spec: SyntheticFamilySpec
-
-    def ids(self) -> list[str]:
-        return [member.id for member in toy_members(self.spec)]
-
-    def declared_width(self) -> int:
-        return self.spec.sae.d_sae
 
     def obtain(self, family: Family, job: EvaluationJob) -> Obtained:
         from l0eval.runs.synthetic import obtain_trained
 
         return obtain_trained(self.spec, job)
-
-    def subset(self, ids: list[str]) -> MemberSource:
-        return self  # the sweep trains together: it is never split
-
-    def member_content(self) -> dict[str, Any]:
-        return {member_id: member_id for member_id in self.ids()}  # the family's key covers the spec
 
     def estimated_bytes(self, ids: list[str]) -> int:
         config = self.spec.world.config

@@ -67,11 +67,11 @@ def overridden(spec, overrides: TrainingOverrides):
     return spec
 
 
-@dataclass(frozen=True)
-class TrainedToyMembers(MemberSource):
-    """Members l0eval trains together from a toy spec (or reuses from its cache)."""
+class TrainedHereMembers(MemberSource):
+    """Members l0eval trains together from a spec's sae/training sections (a toy or a synthetic world): one
+    member per (k, seed replicate), never split, and the family's content key covers the spec."""
 
-    spec: FamilySpec
+    spec: Any
 
     def ids(self) -> list[str]:
         return [member.id for member in toy_members(self.spec)]
@@ -79,16 +79,23 @@ class TrainedToyMembers(MemberSource):
     def declared_width(self) -> int:
         return self.spec.sae.d_sae
 
+    def subset(self, ids: list[str]) -> MemberSource:
+        return self  # the sweep's SAEs train together
+
+    def member_content(self) -> dict[str, Any]:
+        return {member_id: member_id for member_id in self.ids()}
+
+
+@dataclass(frozen=True)
+class TrainedToyMembers(TrainedHereMembers):
+    """Members l0eval trains together from a toy spec (or reuses from its cache)."""
+
+    spec: FamilySpec
+
     def obtain(self, family: Family, job: EvaluationJob) -> Obtained:
         from l0eval.runs.toy import obtain_trained
 
         return obtain_trained(self.spec, job)
-
-    def subset(self, ids: list[str]) -> MemberSource:
-        return self  # a toy family's SAEs train together: it is never split
-
-    def member_content(self) -> dict[str, Any]:
-        return {member_id: member_id for member_id in self.ids()}  # the family's key covers the spec
 
     def estimated_bytes(self, ids: list[str]) -> int:
         toy, samples = self.spec.toy, self.spec.evaluation.samples
