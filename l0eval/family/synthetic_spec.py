@@ -18,6 +18,7 @@ from l0eval.family.toy_spec import (
     SAESpec,
     SelectorSpec,
     TrainingSpec,
+    _jsonable,
     _parse_evaluation,
     _parse_k_values,
     _parse_selectors,
@@ -62,14 +63,6 @@ class SyntheticFamilySpec:
     def with_training(self, **changes: Any) -> SyntheticFamilySpec:
         return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes),
                                    budget_overridden=self.budget_overridden or "samples" in changes)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    return value
 
 
 def parse_synthetic_family(raw: Any, source: str = "") -> SyntheticFamilySpec:
