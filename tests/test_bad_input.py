@@ -1,13 +1,20 @@
-"""Bad and hostile inputs, each through the real CLI in a subprocess: exit 2, exactly one stderr line
+"""Bad and hostile inputs through the real CLI entry point: exit 2, exactly one stderr line
 `l0eval: error: ...`, no traceback, and nothing written to the results folder or the cache.
 
-Every case is refused before any training or model pass, so the whole table runs in seconds per case.
+Every case runs in this process through ``l0eval.cli.main(argv)`` (the function the console script
+calls), with its own environment, working folder and Hugging Face cache; stderr is captured at the
+file-descriptor level, and a warning or log record a plain interpreter would print counts as a line.
+A few representative cases (SUBPROCESS_CASES) also run as ``python -m l0eval.cli`` in a fresh
+process, where the environment is read at import and nothing is shared with the test process.
+Every case is refused before any training or model pass.
 """
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -188,22 +195,72 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, setup, argv, env, expected", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, case, setup, argv, env, expected):
+# cases that also run in a fresh `python -m l0eval.cli` process: the spec reader, an environment variable read
+# at start, huggingface_hub's offline mode read at its import, a library error through the top-level guard
+SUBPROCESS_CASES = ("spec-not-utf8", "cache-empty", "hub-member-offline", "cfg-json-garbage")
+# what a plain interpreter does not print (Python's default warning filters)
+SILENT_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def prepared(tmp_path, setup, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The case's argv and environment with its input made under ``tmp_path/inputs``."""
     value = setup(tmp_path / "inputs")
-    out, cache = tmp_path / "out", tmp_path / "cache"
     argv = [arg.replace("{x}", value) for arg in argv]
     if argv[0] == "run" and "--out" not in argv:
-        argv += ["--out", str(out)]
-    environment = {**os.environ, "L0EVAL_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-                   "HF_HUB_CACHE": str(tmp_path / "hf-cache"), "PYTHONPATH": str(REPO),
+        argv += ["--out", str(tmp_path / "out")]
+    environment = {"L0EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+                   "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
                    **{key: item.replace("{x}", value) for key, item in env.items()}}
+    return argv, environment
+
+
+def in_process(argv, environment, tmp_path, monkeypatch, capfd, caplog) -> tuple[int, list[str]]:
+    """Exit status and stderr lines of ``main(argv)``: printed lines, then shown warnings and log records."""
+    from huggingface_hub import constants
+
+    from l0eval.cli import main
+
+    for key, item in environment.items():
+        monkeypatch.setenv(key, item)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", environment["HF_HUB_CACHE"])  # read at import otherwise
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(argv)
+    lines = capfd.readouterr().err.splitlines()
+    lines += [f"warning: {w.message}" for w in caught if not issubclass(w.category, SILENT_WARNINGS)]
+    return code, lines + [f"log: {record.getMessage()}" for record in caplog.records]
+
+
+def in_a_fresh_process(argv, environment, tmp_path) -> tuple[int, list[str]]:
     done = subprocess.run([sys.executable, "-m", "l0eval.cli", *argv], capture_output=True, text=True,
-                          env=environment, cwd=tmp_path, timeout=240)
-    lines = done.stderr.splitlines()
-    assert done.returncode == 2, (case, done.returncode, done.stderr[-2000:])
-    assert len(lines) == 1 and lines[0].startswith("l0eval: error: "), (case, done.stderr[-2000:])
-    assert "Traceback" not in done.stderr and "--debug" not in done.stderr
+                          env={**os.environ, "PYTHONPATH": str(REPO), **environment}, cwd=tmp_path, timeout=240)
+    return done.returncode, done.stderr.splitlines()
+
+
+def assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected) -> None:
+    shown = "\n".join(lines)[-2000:]
+    assert code == 2, (case, code, shown)
+    assert len(lines) == 1 and lines[0].startswith("l0eval: error: "), (case, shown)
+    assert "Traceback" not in lines[0] and "--debug" not in lines[0]
     assert expected in lines[0], (case, lines[0])
-    assert not out.exists() and not cache.exists(), f"{case}: something was written"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists(), f"{case}: something was written"
     assert not (tmp_path / "hf-cache").exists()
+
+
+@pytest.mark.parametrize("case, setup, argv, env, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capfd, caplog, case, setup, argv,
+                                                         env, expected):
+    argv, environment = prepared(tmp_path, setup, argv, env)
+    code, lines = in_process(argv, environment, tmp_path, monkeypatch, capfd, caplog)
+    assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected)
+
+
+@pytest.mark.parametrize("case, setup, argv, env, expected", [c for c in CASES if c[0] in SUBPROCESS_CASES],
+                         ids=[c[0] for c in CASES if c[0] in SUBPROCESS_CASES])
+def test_bad_input_in_a_fresh_process(tmp_path, case, setup, argv, env, expected):
+    argv, environment = prepared(tmp_path, setup, argv, env)
+    code, lines = in_a_fresh_process(argv, environment, tmp_path)
+    assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected)
