@@ -21,6 +21,8 @@ import pytest
 import yaml
 from hub_fixtures import random_weights
 
+from l0eval.atomic import temp_path
+
 REPO = Path(__file__).parent.parent
 
 TOY = {"name": "tiny", "kind": "toy",
@@ -264,3 +266,26 @@ def test_bad_input_in_a_fresh_process(tmp_path, case, setup, argv, env, expected
     argv, environment = prepared(tmp_path, setup, argv, env)
     code, lines = in_a_fresh_process(argv, environment, tmp_path)
     assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected)
+
+
+def full_disk_at(path: Path) -> None:
+    """This process's next write of ``path`` goes to /dev/full, where the kernel answers ENOSPC as on a full disk:
+    the atomic writer's temp file for it is made a symbolic link there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink("/dev/full", temp_path(path))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, capfd, caplog):
+    from test_leaderboard import family_results
+
+    from l0eval.results import write_json
+
+    results, out = tmp_path / "results", tmp_path / "leaderboard"
+    write_json(results / "toy-a.json", family_results("toy-a", [2, 4, 8, 16], 8))
+    full_disk_at(out / "README.md")  # the first file `leaderboard` writes
+    environment = {"L0EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_CACHE": str(tmp_path / "hf-cache")}
+    code, lines = in_process(["leaderboard", "--results", str(results), "--out", str(out), "--resamples", "5",
+                              "--no-screenshots"], environment, tmp_path, monkeypatch, capfd, caplog)
+    assert (code, lines) == (2, [f"l0eval: error: cannot write {out / 'README.md'}: No space left on device"])
+    assert not list(out.iterdir()), "a file (or the temp file) of the failed write was left"
