@@ -20,3 +20,11 @@ def isolated_cache(tmp_path, monkeypatch):
 def device() -> str:
     """Tests that take this fixture exercise the CUDA paths when a GPU is present, the CPU otherwise."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture
+def cli(monkeypatch, capfd, caplog):
+    """``cli(argv, env={}, cwd=None) -> CliRun``: the CLI run in this process (tests/cli_runs.py)."""
+    from cli_runs import in_process
+
+    return lambda argv, env=None, cwd=None: in_process(argv, env or {}, cwd, monkeypatch, capfd, caplog)

@@ -1,29 +1,24 @@
 """Bad and hostile inputs through the real CLI entry point: exit 2, exactly one stderr line
 `l0eval: error: ...`, no traceback, and nothing written to the results folder or the cache.
 
-Every case runs in this process through ``l0eval.cli.main(argv)`` (the function the console script
-calls), with its own environment, working folder and Hugging Face cache; stderr is captured at the
-file-descriptor level, and a warning or log record a plain interpreter would print counts as a line.
-A few representative cases (SUBPROCESS_CASES) also run as ``python -m l0eval.cli`` in a fresh
-process, where the environment is read at import and nothing is shared with the test process.
+Every case runs in this process through ``l0eval.cli.main(argv)`` (tests/cli_runs.py: stderr at the
+file-descriptor level, printed warnings and log records count as lines), with its own environment,
+working folder and Hugging Face cache. A few representative cases (SUBPROCESS_CASES) also run as
+``python -m l0eval.cli`` in a fresh process, where the environment is read at import and nothing is
+shared with the test process.
 Every case is refused before any training or model pass.
 """
 
 import json
-import logging
 import os
-import subprocess
-import sys
-import warnings
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_runs import CliRun, in_a_fresh_process
 from hub_fixtures import random_weights
 
 from l0eval.atomic import temp_path
-
-REPO = Path(__file__).parent.parent
 
 TOY = {"name": "tiny", "kind": "toy",
        "toy": {"n_features": 8, "d_model": 16, "probabilities": {"linear": {"high": 0.5, "low": 0.2}},
@@ -200,10 +195,6 @@ CASES = [
 # cases that also run in a fresh `python -m l0eval.cli` process: the spec reader, an environment variable read
 # at start, huggingface_hub's offline mode read at its import, a library error through the top-level guard
 SUBPROCESS_CASES = ("spec-not-utf8", "cache-empty", "hub-member-offline", "cfg-json-garbage")
-# what a plain interpreter does not print (Python's default warning filters)
-SILENT_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
-
-
 def prepared(tmp_path, setup, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """The case's argv and environment with its input made under ``tmp_path/inputs``."""
     value = setup(tmp_path / "inputs")
@@ -216,34 +207,8 @@ def prepared(tmp_path, setup, argv: list[str], env: dict[str, str]) -> tuple[lis
     return argv, environment
 
 
-def in_process(argv, environment, tmp_path, monkeypatch, capfd, caplog) -> tuple[int, list[str]]:
-    """Exit status and stderr lines of ``main(argv)``: printed lines, then shown warnings and log records."""
-    from huggingface_hub import constants
-
-    from l0eval.cli import main
-
-    for key, item in environment.items():
-        monkeypatch.setenv(key, item)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", environment["HF_HUB_CACHE"])  # read at import otherwise
-    monkeypatch.chdir(tmp_path)
-    capfd.readouterr()
-    caplog.set_level(logging.WARNING)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        code = main(argv)
-    lines = capfd.readouterr().err.splitlines()
-    lines += [f"warning: {w.message}" for w in caught if not issubclass(w.category, SILENT_WARNINGS)]
-    return code, lines + [f"log: {record.getMessage()}" for record in caplog.records]
-
-
-def in_a_fresh_process(argv, environment, tmp_path) -> tuple[int, list[str]]:
-    done = subprocess.run([sys.executable, "-m", "l0eval.cli", *argv], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **environment}, cwd=tmp_path, timeout=240)
-    return done.returncode, done.stderr.splitlines()
-
-
-def assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected) -> None:
-    shown = "\n".join(lines)[-2000:]
+def assert_one_line_exit_2_nothing_written(tmp_path, case, run: CliRun, expected) -> None:
+    code, lines, shown = run.code, run.lines, run.stderr[-2000:]
     assert code == 2, (case, code, shown)
     assert len(lines) == 1 and lines[0].startswith("l0eval: error: "), (case, shown)
     assert "Traceback" not in lines[0] and "--debug" not in lines[0]
@@ -253,19 +218,17 @@ def assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected
 
 
 @pytest.mark.parametrize("case, setup, argv, env, expected", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capfd, caplog, case, setup, argv,
-                                                         env, expected):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, cli, case, setup, argv, env, expected):
     argv, environment = prepared(tmp_path, setup, argv, env)
-    code, lines = in_process(argv, environment, tmp_path, monkeypatch, capfd, caplog)
-    assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected)
+    assert_one_line_exit_2_nothing_written(tmp_path, case, cli(argv, environment, cwd=tmp_path), expected)
 
 
 @pytest.mark.parametrize("case, setup, argv, env, expected", [c for c in CASES if c[0] in SUBPROCESS_CASES],
                          ids=[c[0] for c in CASES if c[0] in SUBPROCESS_CASES])
 def test_bad_input_in_a_fresh_process(tmp_path, case, setup, argv, env, expected):
     argv, environment = prepared(tmp_path, setup, argv, env)
-    code, lines = in_a_fresh_process(argv, environment, tmp_path)
-    assert_one_line_exit_2_nothing_written(tmp_path, case, code, lines, expected)
+    run = in_a_fresh_process(argv, environment, cwd=tmp_path, timeout=240)
+    assert_one_line_exit_2_nothing_written(tmp_path, case, run, expected)
 
 
 def full_disk_at(path: Path) -> None:
@@ -276,7 +239,7 @@ def full_disk_at(path: Path) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
-def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch, capfd, caplog):
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, cli):
     from test_leaderboard import family_results
 
     from l0eval.results import write_json
@@ -285,7 +248,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, mo
     write_json(results / "toy-a.json", family_results("toy-a", [2, 4, 8, 16], 8))
     full_disk_at(out / "README.md")  # the first file `leaderboard` writes
     environment = {"L0EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_CACHE": str(tmp_path / "hf-cache")}
-    code, lines = in_process(["leaderboard", "--results", str(results), "--out", str(out), "--resamples", "5",
-                              "--no-screenshots"], environment, tmp_path, monkeypatch, capfd, caplog)
-    assert (code, lines) == (2, [f"l0eval: error: cannot write {out / 'README.md'}: No space left on device"])
+    run = cli(["leaderboard", "--results", str(results), "--out", str(out), "--resamples", "5", "--no-screenshots"],
+              environment)
+    assert (run.code, run.lines) == (2, [f"l0eval: error: cannot write {out / 'README.md'}: No space left on device"])
     assert not list(out.iterdir()), "a file (or the temp file) of the failed write was left"

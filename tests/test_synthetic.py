@@ -3,8 +3,6 @@ streams, ground-truth targets, one-line errors for bad input, and a tiny family 
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -179,24 +177,22 @@ def test_width_larger_than_the_world_is_refused():
         parse_synthetic_family(family)
 
 
-def test_cli_bad_input_writes_nothing(tmp_path):
+def test_cli_bad_input_writes_nothing(tmp_path, cli):
     family = tiny_family(firing_probability={"generator_name": "constant", "probability": 0.0})
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(family))
     cache, out = tmp_path / "cache", tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "l0eval.cli", "run", "--family", str(path), "--out", str(out)],
-                            capture_output=True, text=True, env={**_env(), "L0EVAL_CACHE": str(cache)})
-    assert result.returncode == 2
-    assert result.stderr.startswith("l0eval: error:") and len(result.stderr.strip().splitlines()) == 1
+    result = cli(["run", "--family", str(path), "--out", str(out)], {"L0EVAL_CACHE": str(cache)})
+    assert result.code == 2
+    assert len(result.lines) == 1 and result.lines[0].startswith("l0eval: error:"), result.lines
     assert not out.exists() and not cache.exists()
 
 
-def test_cli_refuses_the_16k_world_on_cpu_with_its_estimate(tmp_path):
+def test_cli_refuses_the_16k_world_on_cpu_with_its_estimate(tmp_path, cli):
     cache, out = tmp_path / "cache", tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "l0eval.cli", "run", "--family", "synthsaebench-16k", "--out",
-                             str(out)], capture_output=True, text=True, env={**_env(), "L0EVAL_CACHE": str(cache)})
-    assert result.returncode == 2
-    estimate, error = result.stderr.strip().splitlines()[-2:]
+    result = cli(["run", "--family", "synthsaebench-16k", "--out", str(out)], {"L0EVAL_CACHE": str(cache)})
+    assert result.code == 2
+    estimate, error = result.lines[-2:]
     assert estimate.startswith("synthsaebench-16k: estimated cost on cpu:") and "world build" in estimate
     assert error.startswith("l0eval: error: 'synthsaebench-16k' would take about") and "--samples" in error
     assert not out.exists() and not cache.exists()
@@ -240,8 +236,3 @@ def test_tiny_family_end_to_end_with_every_target(tmp_path, monkeypatch):
     verdict = judge_family(results)
     assert {row["target"] for row in verdict["rows"]} == {"true_l0", "true_l0_top_width", "best_f1", "best_mcc"}
 
-
-def _env():
-    import os
-
-    return {**os.environ}
