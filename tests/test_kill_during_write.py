@@ -50,6 +50,7 @@ def uninterrupted(tmp_path_factory):
     return family, results(folder / "out" / "tiny-kill.json"), folder / "cache"
 
 
+@pytest.mark.slow  # a CLI process killed mid-write, then a rerun
 @pytest.mark.parametrize("kill_at", ["complete.json", "tiny-kill.json"])
 def test_a_run_killed_while_writing_reruns_to_the_uninterrupted_results(tmp_path, cli, uninterrupted, kill_at):
     family, expected, _ = uninterrupted
@@ -86,6 +87,7 @@ def trained_members(cache: Path) -> list[dict]:
              "folder": Path(m["path"]).name} for m in members]  # the parent is keyed by the cache's path
 
 
+@pytest.mark.slow  # trains SAEs; one CLI process killed mid-write
 def test_train_killed_while_writing_the_member_list_reruns_to_the_same_members(tmp_path, cli):
     family = str(llm_family(tmp_path))
     train = ["train", "--family", family, "--width", "64", "--samples", "1024", "--batch-size", "256", "--quiet"]
