@@ -1,14 +1,15 @@
 """Build and evaluate the offline LLM family `smollm2-l0` end to end (no network, CPU is enough).
 
 1. `l0eval train`: one SmolLM2-135M pass over the corpus fills the activation cache
-   (blocks.12.hook_resid_post, 4096 sequences x 128 tokens of sae-probes' news articles), then six BatchTopK
-   SAEs (width 2048, k = 8..256) train together on it, BOS positions left out (the family's `exclude_bos`),
-   and join the family as trained-here members. lr 1e-3 instead of the paper's 3e-4, as for the default
+   (blocks.12.hook_resid_post, 5120 sequences x 128 tokens of sae-probes' news articles), then eleven BatchTopK
+   SAEs (width 2048, k = 8, 11, 16, ..., 181, 256) train together on the first 4096 sequences, BOS positions
+   left out (the family's `exclude_bos`), and join the family as trained-here members. The last 1024
+   sequences are held out (`heldout_sequences`): every metric is measured on them. lr 1e-3 instead of the paper's 3e-4, as for the default
    toy: the CPU budget is ~250 steps, far from the paper's tens of thousands.
-2. `l0eval run`: every metric on the same cached activations; writes results/smollm2-l0.json.
+2. `l0eval run`: every metric on the held-out cached activations; writes results/smollm2-l0.json.
 
-Both steps resume if interrupted. On the 2-core development machine: ~25 min of model pass and ~20 min of
-training (recorded per member under family.members[].training and run.wall_seconds).
+Both steps resume if interrupted. Times on the 2-core development machine are recorded per member under
+family.members[].training and in run.wall_seconds (README, "The offline LLM family").
 
     python scripts/smollm2_family.py [--device cuda] [--samples 500000]
 """
@@ -20,7 +21,8 @@ import sys
 
 from l0eval.cli import main as l0eval
 
-L0S = ["8", "16", "32", "64", "128", "256"]
+# docs/selectors.md#grids: the sweep rule round(2^(i/2)), here i = 6..16 (the range 8..256 of the earlier grid)
+L0S = [str(round(2 ** (i / 2))) for i in range(6, 17)]
 
 
 def main() -> None:

@@ -420,6 +420,63 @@ def test_splice_can_leave_the_bos_position_unreconstructed():
     assert kept_bos["ce_loss_clean"] == ablated["ce_loss_clean"]
 
 
+def test_a_cache_part_reads_only_its_whole_shards(tmp_path):
+    from l0eval.errors import L0EvalError
+    from l0eval.train.llm import CacheBatchSource
+
+    cache = filled_cache(tmp_path)  # 20 sequences of 8 rows in shards of 6 sequences
+    training, heldout = cache.part(0, 12), cache.part(12, 20)
+    assert torch.cat(list(training.batches(50)))[:, 0].tolist() == list(range(96)) and training.n_rows() == 96
+    assert torch.cat(list(heldout.batches(50)))[:, 0].tolist() == list(range(96, 160)) and heldout.n_rows() == 64
+    assert heldout.n_rows(exclude_bos=True) == 8 * 7 and cache.n_rows() == 160  # the whole cache is unchanged
+    assert CacheBatchSource(training, seed=0).next_batch(4000)[:, 0].max() < 96  # training never sees held-out rows
+    with pytest.raises(L0EvalError, match="shard boundary"):
+        cache.part(0, 10)
+
+
+def test_held_out_sequences_are_never_trained_on_and_are_all_the_metrics_see(tmp_path):
+    import yaml
+
+    from l0eval.cli import main
+    from l0eval.family.catalog import resolve
+    from l0eval.results import read_results
+
+    family = llm_family(tmp_path)
+    train = ["train", "--family", str(family), "--l0", "2", "--width", "64", "--samples", "1024",
+             "--batch-size", "256", "--quiet"]
+    assert main(train) == 0  # trained on all 20 sequences
+    spec = yaml.safe_load(family.read_text())
+    spec["activations"].update(heldout_sequences=8, ce_sequences=2)  # the last 8: shards 3 (6 sequences) and 4 (2)
+    family.write_text(yaml.safe_dump(spec))
+    assert [m.trained_here for m in resolve(str(family)).members.saes] == [False] * 3  # it saw the held-out tokens
+    assert main(train) == 0
+    trained = [m for m in resolve(str(family)).members.saes if m.trained_here]
+    assert len(trained) == 1 and trained[0].training["heldout_sequences"] == 8
+
+    assert main(["run", "--family", str(family), "--out", str(tmp_path / "out"), "--quiet",
+                 "--metrics", "core,snd"]) == 0
+    results = read_results(tmp_path / "out" / "tiny-llm-family.json")
+    evaluation = results["run"]["evaluation"]
+    assert evaluation["token_rows"] == 8 * 8 and evaluation["sequences"].startswith("the last 8 of the cache's 20")
+    assert results["run"]["activations"]["n_sequences"] == 20  # one cache, one model pass
+
+
+@pytest.mark.parametrize(("heldout", "ce", "message"), [
+    (6, 0, "must leave a multiple of 'activations.batch_sequences'"),  # 14 training sequences: not whole shards
+    (18, 0, "'activations.heldout_sequences' must be <= 14"),  # nothing left to train on
+    (8, 9, "'activations.ce_sequences' must be <= 8")])  # CE/KL on held-out sequences only
+def test_held_out_sequences_are_checked(tmp_path, heldout, ce, message):
+    import re
+
+    from l0eval.errors import SpecError
+    from l0eval.family.llm_spec import parse_llm_activations
+
+    base = {"model": "m", "hook": "blocks.0.hook_resid_post", "texts": ["a.txt"], "context": 8, "sequences": 20,
+            "batch_sequences": 6}
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_llm_activations({**base, "heldout_sequences": heldout, "ce_sequences": ce}, tmp_path, "")
+
+
 def test_train_fills_missing_l0s_on_cached_activations(tmp_path, capsys):
     from sae_lens import JumpReLUSAE
 

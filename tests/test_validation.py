@@ -31,7 +31,7 @@ TOY_CONSTANT = {"name": "c", "kind": "toy", "toy": {"n_features": 3, "d_model": 
                 "sae": {"d_sae": 3, "k": [1]}}
 SAES = {"name": "s", "kind": "saes", "d_in": 4, "width": 8, "members": [{"path": "x", "nominal_l0": 2}],
         "activations": {"model": "m", "hook": "blocks.0.hook_resid_post", "texts": ["a.txt"], "context": 8,
-                        "sequences": 4, "batch_sequences": 2, "ce_sequences": 0}}
+                        "sequences": 4, "batch_sequences": 2, "ce_sequences": 0, "heldout_sequences": 2}}
 SYNTHETIC = {"name": "w", "kind": "synthetic", "world": {"hub": "owner/world", "sample_chunk": 512},
              "sae": {"d_sae": 8, "k": [1, 2]}}
 REGISTRY = {"families": [{"name": "r", "description": "d", "model": "m", "hook": "blocks.0.hook_resid_post",

@@ -39,6 +39,10 @@ class LLMActivationSpec(ActivationSource):
     exclude_bos: bool = False
     batch_sequences: int = 8  # model forward batch; also the shard size of the cache
     ce_sequences: int = 16  # sequences for CE/KL with the SAE spliced in (full forward passes); 0 skips
+    # The last ``heldout_sequences`` of the cache are never trained on: `l0eval train` draws from the others and
+    # `l0eval run` measures every metric (streamed pass, CE/KL) on these alone. 0: one set for both (members
+    # loaded from elsewhere were not trained on this corpus anyway).
+    heldout_sequences: int = 0
     dtype: str = "float32"  # of the cached activations
     # The model's compute dtype. float32 is the default (deterministic across machines, and the CPU has no
     # fast bf16); bfloat16/float16 halve memory and time on GPU. SAE math stays float32 either way.
@@ -73,10 +77,20 @@ class LLMActivationSpec(ActivationSource):
 
         return evaluate_on_llm(self, family, obtained, job)
 
+    @property
+    def training_sequences(self) -> int:
+        return self.sequences - self.heldout_sequences
+
     def trained_with(self, member: dict[str, Any]) -> bool:
-        """After a family file switches ``exclude_bos``, SAEs trained the other way are left out (and `l0eval
-        train` makes new ones). Members recorded before the option existed were trained with BOS."""
-        return member.get("exclude_bos", False) == self.exclude_bos
+        """After a family file switches ``exclude_bos`` or ``heldout_sequences``, SAEs trained the other way are
+        left out (and `l0eval train` makes new ones). Members recorded before an option existed were trained
+        with its default (BOS included, nothing held out)."""
+        return (member.get("exclude_bos", False) == self.exclude_bos
+                and member.get("heldout_sequences", 0) == self.heldout_sequences)
+
+    def evaluation_cache(self, cache: Any) -> Any:
+        """The part of the filled cache every metric is measured on: the held-out sequences, if any."""
+        return cache.part(self.training_sequences, self.sequences) if self.heldout_sequences else cache
 
     def check_reachable(self) -> None:
         """Offline, a `dataset:` corpus must already be in the hub cache: said before the model pass."""
@@ -94,11 +108,12 @@ class LLMActivationSpec(ActivationSource):
         """The activation cache (filled if needed) `l0eval train` trains on, and whether to leave BOS out."""
         from l0eval.activations.llm.pipeline import activation_cache
 
-        return activation_cache(self, device, progress)[1], self.exclude_bos
+        cache = activation_cache(self, device, progress)[1]
+        return (cache.part(0, self.training_sequences) if self.heldout_sequences else cache), self.exclude_bos
 
 
 _KEYS = {"model", "hook", "texts", "dataset", "sae_probes_datasets", "split", "field", "context", "sequences",
-         "prepend_bos", "exclude_bos", "batch_sequences", "ce_sequences", "model_dtype"}
+         "prepend_bos", "exclude_bos", "batch_sequences", "ce_sequences", "heldout_sequences", "model_dtype"}
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 _SOURCES = ("texts", "dataset", "sae_probes_datasets")
 
@@ -124,18 +139,29 @@ def parse_llm_activations(raw: Any, base: Path, default_hook: str, default_model
     model_dtype = spec.get("model_dtype", "float32")
     if model_dtype not in MODEL_DTYPES:
         raise SpecError(f"'activations.model_dtype' must be one of {', '.join(MODEL_DTYPES)}, got {model_dtype!r}")
+    sequences = number(spec.get("sequences", 256), "activations.sequences")
+    batch_sequences = number(spec.get("batch_sequences", 8), "activations.batch_sequences")
+    heldout = _heldout_sequences(spec, sequences, batch_sequences)
+    ce_sequences = number(spec.get("ce_sequences", 16), "activations.ce_sequences", heldout or None)
     return LLMActivationSpec(
         model=str(model), hook=str(hook),
         texts=tuple(str(p if Path(p).is_absolute() else (base / p).resolve()) for p in texts),
         dataset=spec.get("dataset"), sae_probes_datasets=tuple(probe_sets),
         split=str(spec.get("split", "train")), field=str(spec.get("field", "text")),
         context=number(spec.get("context", 128), "activations.context"),
-        sequences=number(spec.get("sequences", 256), "activations.sequences"),
-        prepend_bos=prepend_bos, exclude_bos=exclude_bos,
-        batch_sequences=number(spec.get("batch_sequences", 8), "activations.batch_sequences"),
-        ce_sequences=number(spec.get("ce_sequences", 16), "activations.ce_sequences"),
-        model_dtype=model_dtype,
+        sequences=sequences, prepend_bos=prepend_bos, exclude_bos=exclude_bos, batch_sequences=batch_sequences,
+        ce_sequences=ce_sequences, heldout_sequences=heldout, model_dtype=model_dtype,
     )
+
+
+def _heldout_sequences(spec: dict, sequences: int, batch_sequences: int) -> int:
+    """The held-out part starts on a cache shard boundary (shards of ``batch_sequences``), leaving at least one
+    shard to train on."""
+    heldout = number(spec.get("heldout_sequences", 0), "activations.heldout_sequences", sequences - batch_sequences)
+    if heldout and (sequences - heldout) % batch_sequences:
+        raise SpecError(f"'activations.heldout_sequences' must leave a multiple of 'activations.batch_sequences' "
+                        f"({batch_sequences}, the cache's shard size) to train on, got {heldout} of {sequences}")
+    return heldout
 
 
 def _flag(spec: dict, key: str, default: bool) -> bool:

@@ -110,6 +110,7 @@ FIELDS: dict[str, Interval] = {
     "activations.sequences": POSITIVE_INT,
     "activations.batch_sequences": POSITIVE_INT,
     "activations.ce_sequences": NON_NEGATIVE_INT,
+    "activations.heldout_sequences": NON_NEGATIVE_INT,
     # the shipped hub registry (l0eval/family/registry.yaml)
     "families[].d_in": POSITIVE_INT,
     "families[].width": POSITIVE_INT,

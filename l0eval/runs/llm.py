@@ -42,7 +42,8 @@ def evaluate_on_llm(spec: LLMActivationSpec, family: Family, obtained: Obtained,
     # core (reconstruction, sparsity) and snd (s_n^dec, c_dec, c_enc) come from the same streamed pass
     shared_pass = downstream.wants("core") or downstream.wants("snd")
     _check_measurable(obtained.members, shared_pass)
-    loaded, cache = activation_cache(spec, job.device, job.progress)
+    loaded, filled = activation_cache(spec, job.device, job.progress)
+    cache = spec.evaluation_cache(filled)
     _check_d_model(family, spec, obtained.saes, next(cache.shards()).shape[1])
     width = obtained.saes[0].cfg.d_sae
     snd_n, n_values = n_values_for(obtained.members, width)
@@ -101,6 +102,13 @@ def _add_downstream(spec: LLMActivationSpec, loaded, obtained: Obtained, metrics
     return extra
 
 
+def _evaluated_sequences(spec: LLMActivationSpec) -> str:
+    if spec.heldout_sequences:
+        return (f"the last {spec.heldout_sequences} of the cache's {spec.sequences}, held out from training (members "
+                f"trained here saw only the first {spec.training_sequences})")
+    return f"all {spec.sequences} cached sequences (nothing held out: trained-here members saw the same tokens)"
+
+
 def _run_record(spec: LLMActivationSpec, cache, job: EvaluationJob, training: dict, entries: list[dict],
                 extra: dict | None, shared: _SharedPass) -> dict[str, Any]:
     downstream = job.downstream
@@ -110,6 +118,7 @@ def _run_record(spec: LLMActivationSpec, cache, job: EvaluationJob, training: di
            "evaluation": {"n_values": shared.n_values, "decoder_rows": "unit-normalised for s_n^dec",
                           "token_rows": shared.rows,
                           "positions": "every position but BOS" if spec.exclude_bos else "every position, BOS included",
+                          "sequences": _evaluated_sequences(spec),
                           "spliced_sequences": spec.ce_sequences if downstream.wants("core") else 0,
                           "metrics": list(downstream.metrics), "width": shared.width},
            "metric_versions": metric_versions(*spec.extra_formulas),

@@ -106,11 +106,14 @@ def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainin
         raise L0EvalError(f"--samples {samples} is smaller than one batch ({batch_size})")
     trainer_config = TrainerConfig(d_in=d_in, d_sae=width, samples=samples, batch_size=batch_size, lr=lr,
                                    normalize_decoder=True)
-    # unchanged for runs from before exclude_bos and from before the window followed the budget
+    # the sequences after the training part are held out for evaluation (the family's `heldout_sequences`)
+    heldout = cache.key.n_sequences - cache.n_sequences
+    # unchanged for runs from before exclude_bos, held-out sequences and the window following the budget
     window = ([] if trainer_config.window == SAE_LENS_DEAD_FEATURE_WINDOW
               else [f"dead_feature_window={trainer_config.window}"])
     fingerprint = hashlib.sha256(json.dumps([str(cache.directory), k_values, width, samples, seed, batch_size, lr,
-                                             *(["exclude_bos"] if exclude_bos else []), *window])
+                                             *(["exclude_bos"] if exclude_bos else []), *window,
+                                             *([f"heldout_sequences={heldout}"] if heldout else [])])
                                  .encode()).hexdigest()[:16]
     run_dir = store.trained_dir(family_name) / fingerprint
     # one `l0eval train` at a time per family: two would train the same SAEs twice and race on members.json
@@ -135,7 +138,8 @@ def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainin
                           "width": width,
                           "trained_together_with": k_values, "train_seconds": train_seconds,
                           "resumed_from_step": trainer.resumed_from_step, "device": device, "exclude_bos": exclude_bos,
-                          "dead_feature_window": trainer_config.window, "threshold_calibration": calibration})
+                          "heldout_sequences": heldout, "dead_feature_window": trainer_config.window,
+                          "threshold_calibration": calibration})
         store.add_trained_members(family_name, added)
         (run_dir / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)
         return added

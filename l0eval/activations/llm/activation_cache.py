@@ -9,6 +9,7 @@ Shards are ``.npy`` files, read back memory-mapped.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -74,6 +75,7 @@ class ActivationCache:
         self.directory = Path(directory)
         self.key = key
         self.completed: list[str] = []
+        self.n_sequences = key.n_sequences  # of the shards this object reads (``part`` reads fewer)
         self._open()
 
     def _open(self) -> None:
@@ -108,6 +110,19 @@ class ActivationCache:
         self.completed.append(name)
         self._write_manifest()
 
+    def part(self, first_sequence: int, stop_sequence: int) -> ActivationCache:
+        """The same complete cache reading only sequences ``first_sequence:stop_sequence`` (whole shards): the
+        training sequences or the held-out ones."""
+        size = self.key.shard_sequences
+        ragged_end = stop_sequence % size and stop_sequence != self.key.n_sequences
+        if not self.is_complete or first_sequence % size or ragged_end:
+            raise L0EvalError(f"activation cache {self.directory}: a part must start and end on a shard boundary "
+                              f"({size} sequences) of a complete cache")
+        view = copy.copy(self)
+        view.completed = self.completed[first_sequence // size:-(-stop_sequence // size)]
+        view.n_sequences = stop_sequence - first_sequence
+        return view
+
     def shards(self) -> Iterator[np.ndarray]:
         """Each completed shard, memory-mapped: [tokens, d_model]."""
         for name in self.completed:
@@ -115,7 +130,7 @@ class ActivationCache:
 
     def n_rows(self, exclude_bos: bool = False) -> int:
         """Token rows ``batches`` yields in all."""
-        return self.key.n_sequences * (self.key.context - 1) if exclude_bos else self.key.n_tokens
+        return self.n_sequences * (self.key.context - 1 if exclude_bos else self.key.context)
 
     def batches(self, batch_tokens: int, exclude_bos: bool = False) -> Iterator[torch.Tensor]:
         """Batches of exactly ``batch_tokens`` token rows (the last may be shorter), in order across shards,

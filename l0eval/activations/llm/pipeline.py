@@ -66,7 +66,8 @@ def corpus_sequences(spec: LLMActivationSpec, tokenizer) -> Iterator[torch.Tenso
 
 
 def token_batches(spec: LLMActivationSpec, tokenizer, count: int, device: str) -> list[torch.Tensor]:
-    """The first ``count`` sequences of the corpus in model batches."""
-    sequences = list(itertools.islice(corpus_sequences(spec, tokenizer), count))
+    """The first ``count`` sequences the metrics may use (the held-out ones, if any) in model batches."""
+    first = spec.training_sequences if spec.heldout_sequences else 0
+    sequences = list(itertools.islice(corpus_sequences(spec, tokenizer), first, first + count))
     return [torch.stack(sequences[start:start + spec.batch_sequences]).to(device)
             for start in range(0, len(sequences), spec.batch_sequences)]
