@@ -70,11 +70,13 @@ MAX_SEEDS = 1000  # seed replicates per L0: more is a typo, and a memory estimat
 
 def _check_fits(family, args: argparse.Namespace) -> None:
     """The family's name can be a file name, its members fit this machine's memory and its inputs can be had."""
+    from l0eval.family.member_config import check_cached_configs
     from l0eval.memory_check import require
     from l0eval.safe_names import path_component
 
     if (Path(args.out) / f"{path_component(family.name)}.json").is_dir():
         raise L0EvalError(f"{Path(args.out) / family.name}.json is a folder: the results file cannot be written there")
+    check_cached_configs(family)
     require(family.members.memory_needed(), f"family '{family.name}'", args.device)
     if family.activations is not None:
         family.activations.check_reachable()

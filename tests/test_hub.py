@@ -340,3 +340,19 @@ def test_unknown_dictionary_learning_class_is_refused_not_read_as_relu(hf_cache)
     member = LoadedMember(id="trainer_0", nominal_l0=4, format="dictionary_learning", path=folder, repo_id=repo)
     with pytest.raises(LoadError, match="dictionary_learning class 'MysteryAutoEncoder' is not one sae-lens converts"):
         load_member(member)
+
+
+def test_generated_families_have_power_of_two_widths_and_residual_hooks_only():
+    from l0eval.family.catalog import generated_families
+
+    families = generated_families()
+    assert families["gemma-scope-2b-pt-res/layer_12/width_65k"].members.width == 65536
+    assert families["gemma-scope-2b-pt-res/layer_12/width_1m"].members.width == 2**20
+    assert all(f.members.hook == f"blocks.{f.members.layer}.hook_resid_post" for f in families.values())
+    assert not any("-mlp" in name or "-att" in name for name in families)
+
+
+def test_jumprelu_registry_families_carry_their_target_l0s():
+    for name, family in hub_families().items():
+        if "-jumprelu-" in name:
+            assert [m.nominal_l0 for m in family.members.saes] == [20, 40, 80, 160, 320, 640]

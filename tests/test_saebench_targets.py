@@ -143,3 +143,18 @@ def test_registry_families_map_to_the_published_file_names():
             member = saes.saes[0]
             expected = published_name(saes.model, saes.layer, saes.width, saes.architecture, member.id)
             assert expected.location == member.path and expected.release == member.repo_id.split("/")[1]
+
+
+@pytest.mark.parametrize("change, expected", [({"nominal_l0": 9}, "k / target L0 8 in its config, 9 in the family"),
+                                              ({"width": 128}, "width (dict_size/d_sae) 64 in its config, 128")])
+def test_cached_config_that_disagrees_with_the_family_is_refused(family_file, tmp_path, capsys, change, expected):
+    spec = yaml.safe_load(family_file.read_text())
+    if "width" in change:
+        spec["width"] = change["width"]
+    else:
+        spec["members"][2]["nominal_l0"] = change["nominal_l0"]
+    family_file.write_text(yaml.safe_dump(spec))
+    assert run_cli("--family", str(family_file), "--targets", "saebench", "--out", str(tmp_path / "r")) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "member 'trainer_" in error and expected in error
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
