@@ -158,3 +158,13 @@ def test_cached_config_that_disagrees_with_the_family_is_refused(family_file, tm
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "member 'trainer_" in error and expected in error
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_download_with_targets_checks_every_cached_result_file(family_file, capsys):
+    assert main(["download", "--family", str(family_file), "--targets", "saebench"]) == 0
+    assert f"18 SAEBench result files of {DEFAULT_DATASET} cached and checked" in capsys.readouterr().out
+
+
+def test_gemma_scope_family_has_no_saebench_results(capsys):
+    assert run_cli("--family", "gemma-scope-2b-l12-res-16k", "--targets", "saebench") == 2
+    assert "not one of the SAEBench suite's families" in capsys.readouterr().err

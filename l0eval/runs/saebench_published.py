@@ -80,7 +80,8 @@ class PublishedResults(ActivationSource):
 def with_saebench_targets(family: Family, dataset: ResultsDataset) -> Family:
     """The family judged against SAEBench's published results instead of a model pass."""
     saes = family.members
-    if not isinstance(saes, LoadedSAEs) or saes.architecture not in ARCHITECTURE_FOLDERS or not saes.width:
+    if (not isinstance(saes, LoadedSAEs) or saes.origin == "sae_lens_release"
+            or saes.architecture not in ARCHITECTURE_FOLDERS or not saes.width):
         raise SaebenchResultsError(f"--targets saebench: family '{family.name}' is not one of the SAEBench suite's "
                                    "families (the saebench-* registry families; `l0eval families` lists them)")
     layer = saes.layer if saes.layer is not None else _hook_layer(saes.hook)
