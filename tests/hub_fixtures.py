@@ -128,11 +128,12 @@ def _filled(cls, **values):
 
 def saebench_result_files(unique_id: str, release: str, cfg: dict, *, l0: float, explained_variance: float,
                           mse: float, probing: dict[str, float], absorption: dict[str, float],
-                          jan_2025: bool = True) -> dict[str, bytes]:
+                          jan_2025: bool = True, sae_probes: dict[str, float] | None = None) -> dict[str, bytes]:
     """One SAE's core, sparse_probing and absorption files as SAEBench published them: the path
     ``{eval_type}/{release}/{file}`` with sae-bench's file name shortened as its export notebook did, the JSON
     from the output classes (``sae_lens_release_id`` = SAEBench's unique name, ``sae_lens_id`` = custom_sae).
-    ``jan_2025``: core in the Jan-25 form (no ``explained_variance_legacy``, per-latent details removed)."""
+    ``jan_2025``: core in the Jan-25 form (no ``explained_variance_legacy``, per-latent details removed);
+    ``sae_probes``: also a sparse_probing_sae_probes file (dataset -> top-1 F1; SAEBench added it in Oct 2025)."""
     from dataclasses import asdict
 
     from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
@@ -181,7 +182,24 @@ def saebench_result_files(unique_id: str, release: str, cfg: dict, *, l0: float,
                                                     num_probe_true_positives=10, num_split_features=1)
                              for letter, value in absorption.items()],
         **common))
+    payloads = [("core", core_json), ("sparse_probing", probing_json), ("absorption", absorption_json)]
+    if sae_probes is not None:
+        payloads.append(("sparse_probing_sae_probes", _sae_probes_json(cfg, common, sae_probes)))
     name = Path(get_results_filepath("", unique_id, "custom_sae")).name.replace("custom_sae_", "")
-    return {f"{eval_type}/{release}/{name}": json_bytes(payload)
-            for eval_type, payload in (("core", core_json), ("sparse_probing", probing_json),
-                                       ("absorption", absorption_json))}
+    return {f"{eval_type}/{release}/{name}": json_bytes(payload) for eval_type, payload in payloads}
+
+
+def _sae_probes_json(cfg: dict, common: dict, f1_by_dataset: dict[str, float]) -> dict:
+    from dataclasses import asdict
+
+    from sae_bench.evals.sparse_probing_sae_probes import eval_output as sae_probes
+    from sae_bench.evals.sparse_probing_sae_probes.eval_config import SparseProbingSaeProbesEvalConfig
+
+    mean = sum(f1_by_dataset.values()) / len(f1_by_dataset)
+    return asdict(sae_probes.SparseProbingSaeProbesEvalOutput(
+        eval_config=SparseProbingSaeProbesEvalConfig(model_name=cfg["model_name"]),
+        eval_result_metrics=sae_probes.SaeProbesMetricCategories(
+            llm=sae_probes.SaeProbesLlmMetrics(), sae=sae_probes.SaeProbesSaeMetrics(sae_top_1_test_f1=mean)),
+        eval_result_details=[sae_probes.SaeProbesResultDetail(dataset_name=name, sae_top_1_test_f1=value)
+                             for name, value in f1_by_dataset.items()],
+        **common))

@@ -31,8 +31,8 @@ def unique_id(i: int) -> str:
     return f"{RELEASE}_{location(i).replace('/', '_')}"
 
 
-def published_files(i: int, **overrides) -> dict[str, bytes]:
-    cfg = {"model_name": MODEL, "d_in": D_IN, "d_sae": WIDTH, "hook_layer": LAYER,
+def published_files(i: int, d_sae: int = WIDTH, **overrides) -> dict[str, bytes]:
+    cfg = {"model_name": MODEL, "d_in": D_IN, "d_sae": d_sae, "hook_layer": LAYER,
            "hook_name": f"blocks.{LAYER}.hook_resid_post", "architecture": "topk", "training_tokens": 499998720}
     values = {"l0": KS[i] * 1.0, "explained_variance": EXPLAINED[i], "mse": 1.0 - EXPLAINED[i],
               "probing": {"ds_a": PROBING[i] - 0.01, "ds_b": PROBING[i] + 0.01},
@@ -108,6 +108,14 @@ def test_result_file_of_another_sae_is_refused_and_nothing_is_written(family_fil
     assert (out / "tiny-saebench-topk.json").read_text() == "earlier results"
 
 
+def test_result_file_of_another_width_is_refused(family_file, hf_cache, tmp_path, capsys):
+    path = f"sparse_probing/{RELEASE}/{unique_id(3)}_eval_results.json"
+    add_repo_files(hf_cache, DEFAULT_DATASET, {path: published_files(3, d_sae=4 * WIDTH)[path]}, repo_type="dataset")
+    assert run_cli("--family", str(family_file), "--targets", "saebench", "--out", str(tmp_path / "r")) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and path in error and f"d_sae is {4 * WIDTH}, the member's {WIDTH}" in error
+
+
 def test_missing_result_file_names_it_and_the_download_command(family_file, hf_cache, tmp_path, capsys):
     missing = hf_cache / "datasets--adamkarvonen--sae_bench_results_0125" / "snapshots"
     next(missing.rglob(f"absorption/{RELEASE}/{unique_id(5)}_eval_results.json")).unlink()
@@ -126,6 +134,23 @@ def test_current_sae_bench_core_files_parse_too(family_file, hf_cache, tmp_path)
     assert run_cli("--family", str(family_file), "--targets", "saebench", "--out", str(tmp_path / "r")) == 0
     results = json.loads((tmp_path / "r" / "tiny-saebench-topk.json").read_text())
     assert results["saes"][0]["metrics"]["variance_explained"] == pytest.approx(EXPLAINED[0])
+
+
+def test_sae_probes_results_are_a_target_when_asked_for(family_file, hf_cache, tmp_path):
+    f1 = [0.50, 0.55, 0.60, 0.66, 0.62, 0.58]  # peaks at k=16 (trainer_3)
+    files = {}
+    for i in range(len(KS)):
+        files.update({path: content for path, content in
+                      published_files(i, sae_probes={"1_hist": f1[i] - 0.01, "2_fake": f1[i] + 0.01}).items()
+                      if path.startswith("sparse_probing_sae_probes/")})
+    add_repo_files(hf_cache, DEFAULT_DATASET, files, repo_type="dataset")
+    out = tmp_path / "r"
+    assert run_cli("--family", str(family_file), "--targets", "saebench", "--saebench-evals",
+                   "core,sparse_probing_sae_probes", "--out", str(out)) == 0
+    results = json.loads((out / "tiny-saebench-topk.json").read_text())
+    assert results["saes"][3]["metrics"]["saebench_sae_probes_k1"] == pytest.approx(f1[3])
+    assert "saebench_sparse_probing_k1" not in results["saes"][3]["metrics"]
+    assert {t.name: t.l0 for t in judge_family(results)["targets"]} == {"saebench_sae_probes_k1": 16}
 
 
 def test_registry_families_map_to_the_published_file_names():
@@ -168,3 +193,8 @@ def test_download_with_targets_checks_every_cached_result_file(family_file, caps
 def test_gemma_scope_family_has_no_saebench_results(capsys):
     assert run_cli("--family", "gemma-scope-2b-l12-res-16k", "--targets", "saebench") == 2
     assert "not one of the SAEBench suite's families" in capsys.readouterr().err
+
+
+def test_unknown_eval_type_is_one_line(family_file, capsys):
+    assert run_cli("--family", str(family_file), "--targets", "saebench", "--saebench-evals", "core,scr") == 2
+    assert "unknown: scr" in capsys.readouterr().err
