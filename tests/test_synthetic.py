@@ -325,6 +325,11 @@ def test_published_sweep_runs_offline_on_the_cached_hub_world(hf_cache, tmp_path
     assert [t["name"] for t in results["ground_truth"]["targets"]] == list(WORLD_TRUTH.targets)
     assert all(0 <= e["metrics"]["mcc"] <= 1 for e in results["saes"])
     assert all(len(s["replicate_choices"]) == 5 for s in results["selectors"] if "replicate_choices" in s)
+    capsys.readouterr()
+    assert main(["download", "--family", str(tmp_path / "published.yaml")]) == 0  # members, then the world
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 36 and lines[0].startswith("l0-15_seed-0: ") and lines[0].endswith("ok")
+    assert lines[-1].startswith(f"world {HUB_WORLD}: 24 features, hidden 768") and lines[-1].endswith("ok")
 
 
 def test_regenerated_world_is_checked_against_its_cached_hub_copy(hf_cache, tmp_path):
