@@ -360,3 +360,12 @@ def test_listing_families_imports_neither_torch_nor_sae_lens():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_world_override_with_a_bad_key_is_a_one_line_error():
+    context = SourceContext(Path("."), "", "")
+    with pytest.raises(SpecError) as error:
+        parse_activations({"synthetic": {"family": "synthsaebench-16k", "wrld": {"hub": HUB_WORLD}}}, context)
+    assert str(error.value).startswith("'activations.synthetic': unknown key 'wrld' (did you mean 'world'?)")
+    with pytest.raises(SpecError, match="'activations.synthetic': 'world' needs exactly one of 'config'"):
+        parse_activations({"synthetic": {"family": "synthsaebench-16k", "world": {}}}, context)
