@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from kneed import KneeLocator
 
 # The paper's LLM setting, n = 12000 for width 32768: the default n for s_n^dec when a family names none.
 DEFAULT_N_OVER_WIDTH = 12000 / 32768
@@ -79,6 +78,9 @@ def kneedle_knee(column: str = "variance_explained") -> Callable[[pd.DataFrame],
     the L0 after which more active latents buy little extra reconstruction."""
 
     def pick(table: pd.DataFrame) -> float | None:
+        from kneed import KneeLocator  # here, not at the top: it imports scipy.signal and matplotlib (~2 s), and
+        # listing families imports this module for its constants
+
         rows = _finite_rows(table, column).sort_values("l0")
         if len(rows) < 3:
             return None
