@@ -18,6 +18,8 @@ def _run(args: argparse.Namespace) -> int:
         raise L0EvalError("a --family is given twice")
     overrides = _training_overrides(args)
     families = [resolve(name).with_overrides(overrides) for name in args.family]
+    if args.targets:
+        families = _with_published_targets(families, args)
     for family in families:
         _check_fits(family, args)
     _check_before_starting(families, args)
@@ -33,6 +35,17 @@ def _run(args: argparse.Namespace) -> int:
         _write_results(run_family(family, device=args.device, progress=not args.quiet, downstream=downstream),
                        args.out)
     return 0
+
+
+def _with_published_targets(families: list, args: argparse.Namespace) -> list:
+    """--targets saebench: each family judged against SAEBench's published results, without a model pass."""
+    from l0eval.downstream.saebench_targets import ResultsDataset
+    from l0eval.runs.saebench_published import with_saebench_targets
+
+    if args.executor != "local":
+        raise L0EvalError("--targets saebench runs with the local executor (it makes no model pass to distribute)")
+    dataset = ResultsDataset.parse(args.saebench_results, args.saebench_evals)
+    return [with_saebench_targets(family, dataset) for family in families]
 
 
 def _check_run_options(args: argparse.Namespace) -> None:
@@ -57,11 +70,13 @@ MAX_SEEDS = 1000  # seed replicates per L0: more is a typo, and a memory estimat
 
 def _check_fits(family, args: argparse.Namespace) -> None:
     """The family's name can be a file name, its members fit this machine's memory and its inputs can be had."""
+    from l0eval.family.member_config import check_cached_configs
     from l0eval.memory_check import require
     from l0eval.safe_names import path_component
 
     if (Path(args.out) / f"{path_component(family.name)}.json").is_dir():
         raise L0EvalError(f"{Path(args.out) / family.name}.json is a folder: the results file cannot be written there")
+    check_cached_configs(family)
     require(family.members.memory_needed(), f"family '{family.name}'", args.device)
     if family.activations is not None:
         family.activations.check_reachable()
@@ -150,6 +165,14 @@ def _download(args: argparse.Namespace) -> int:
     family = resolve(args.family)
     for line in family.members.download(family):
         print(line)
+    if args.targets:
+        from l0eval.downstream.saebench_targets import ResultsDataset
+        from l0eval.runs.saebench_published import with_saebench_targets
+
+        source = with_saebench_targets(family, ResultsDataset.parse(args.saebench_results,
+                                                                    args.saebench_evals)).activations
+        files = sum(len(results.sources) for results in source.all_results().values())
+        print(f"{files} SAEBench result files of {source.dataset.repo_id} cached and checked")
     return 0
 
 
@@ -244,6 +267,19 @@ def _add_verdict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
+def _add_targets_options(parser: argparse.ArgumentParser) -> None:
+    from l0eval.downstream.saebench_targets import DEFAULT_DATASET, DEFAULT_EVALS
+
+    parser.add_argument("--targets", choices=["saebench"],
+                        help="saebench: judge a SAEBench registry family against SAEBench's published results "
+                             "(core, sparse probing, absorption) without a model pass; s_n^dec is not computed")
+    parser.add_argument("--saebench-results", metavar="REPO[@REVISION]",
+                        help=f"the results dataset for --targets saebench (default {DEFAULT_DATASET})")
+    parser.add_argument("--saebench-evals", metavar="EVALS",
+                        help=f"comma-separated eval types to import (default {','.join(DEFAULT_EVALS)}; also "
+                             "sparse_probing_sae_probes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import l0eval
 
@@ -284,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "into shards of SAEs that fit it with the model (default 16)")
     run.add_argument("--max-attempts", type=int, default=3,
                      help="ray: attempts per unit before it is reported failed (default 3)")
+    _add_targets_options(run)
     run.set_defaults(handler=_run)
 
     train = sub.add_parser("train", help="train BatchTopK SAEs at missing L0s on an LLM family's cached activations")
@@ -302,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "that each loads")
     download.add_argument("--family", required=True, help="a hub registry family or family YAML (see `l0eval "
                                                           "families`)")
+    _add_targets_options(download)
     download.set_defaults(handler=_download)
 
     compare = sub.add_parser("compare", help="per family in results/, each selector's choice vs the ground truth")

@@ -157,9 +157,9 @@ def parse_llm_activations(raw: Any, base: Path, default_hook: str, default_model
 def _heldout_sequences(spec: dict, sequences: int, batch_sequences: int) -> int:
     """The held-out part starts on a cache shard boundary (shards of ``batch_sequences``), leaving at least one
     shard to train on."""
-    # at most all shards but one; max(..., 0): a cache smaller than one shard can still hold out nothing
-    heldout = number(spec.get("heldout_sequences", 0), "activations.heldout_sequences",
-                     max(sequences - batch_sequences, 0))
+    if "heldout_sequences" not in spec:
+        return 0
+    heldout = number(spec["heldout_sequences"], "activations.heldout_sequences", max(0, sequences - batch_sequences))
     if heldout and (sequences - heldout) % batch_sequences:
         raise SpecError(f"'activations.heldout_sequences' must leave a multiple of 'activations.batch_sequences' "
                         f"({batch_sequences}, the cache's shard size) to train on, got {heldout} of {sequences}")

@@ -187,6 +187,10 @@ class ActivationSource(ABC):
     def check_reachable(self) -> None:
         """Refuse, before any work, inputs that cannot be had here (an uncached corpus while offline)."""
 
+    def download(self) -> Iterator[str]:
+        """Fetch what these activations need from the hub ahead of a run (`l0eval download`); one line each."""
+        return iter(())
+
     def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:
         """Activations `l0eval train` trains new members on (an activation cache) and whether BOS is left out."""
         raise L0EvalError(f"activations '{self.kind}' cannot train new members (toy families train with `run`; "
