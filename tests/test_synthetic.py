@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_hub
 import torch
 import yaml
 from sae_lens.synthetic import SyntheticModel, SyntheticModelConfig
@@ -248,8 +247,6 @@ def _env():
 
 
 # -- published SAE sweeps on the 16k world, and the world's hub copy --------------------------------------
-
-hf_cache = test_hub.hf_cache  # the fixture: a private, offline huggingface_hub cache
 
 PUBLISHED = "synthsaebench-16k-batchtopk-published"
 HUB_WORLD = "decoderesearch/synth-sae-bench-16k-v2"
