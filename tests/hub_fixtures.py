@@ -20,9 +20,10 @@ from safetensors.torch import save as safetensors_bytes
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def add_repo_files(cache_dir: Path, repo_id: str, files: dict[str, bytes]) -> Path:
-    """Write ``files`` (repo path -> content) into the cache as snapshot ``COMMIT`` of ``repo_id``."""
-    repo_dir = cache_dir / f"models--{repo_id.replace('/', '--')}"
+def add_repo_files(cache_dir: Path, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> Path:
+    """Write ``files`` (repo path -> content) into the cache as snapshot ``COMMIT`` of ``repo_id`` (a model or,
+    with ``repo_type="dataset"``, a dataset repo)."""
+    repo_dir = cache_dir / f"{repo_type}s--{repo_id.replace('/', '--')}"
     (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
     (repo_dir / "refs" / "main").write_text(COMMIT)
     for relative, content in files.items():
@@ -114,3 +115,49 @@ def sae_lens_files(folder: str, d_in: int, d_sae: int, seed: int = 0, architectu
            "normalize_activations": "none", "architecture": architecture,
            "metadata": {"model_name": "tiny", "hook_name": "blocks.0.hook_resid_post"}, **(extra_cfg or {})}
     return {f"{folder}/cfg.json": json_bytes(cfg), f"{folder}/sae_weights.safetensors": safetensors_bytes(weights)}
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative path (a saved model or tokenizer, to put in a hub repo)."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+# A registry family's whole run from the hub cache: its SAEs at their real repo ids and paths, a tiny model of
+# the registry model's architecture class and a corpus dataset, each in its own repo.
+FIXTURE_MODEL = "fixture-org/tiny-pythia"
+FIXTURE_CORPUS = "fixture-org/tiny-corpus"
+# `--activations` that point the family's model profile at them, at sizes that run in seconds
+FIXTURE_OVERRIDES = [f"model={FIXTURE_MODEL}", f"dataset={FIXTURE_CORPUS}", "dataset_revision=main",
+                     "dataset_files=[data/train.jsonl]", "context=16", "sequences=12", "ce_sequences=4",
+                     "batch_sequences=4"]
+
+
+def tiny_gpt_neox_files(tmp: Path, hidden_size: int, layers: int) -> dict[str, bytes]:
+    """A random GPTNeoX (Pythia's architecture) with a real word-level tokenizer, as saved files."""
+    from test_activations import SMALL, word_tokenizer
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(num_hidden_layers=layers, hidden_size=hidden_size, num_attention_heads=4,
+                           intermediate_size=32, max_position_embeddings=64, **SMALL)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
+    word_tokenizer().save_pretrained(tmp)
+    return folder_files(tmp)
+
+
+def registry_family_hub(cache_dir: Path, family, hidden_size: int = 768) -> None:
+    """``family`` (a registry family of dictionary_learning TopK trainers) runnable offline from ``cache_dir``
+    with ``FIXTURE_OVERRIDES``: SAEs of width 64, the model (enough layers for the family's hook), the corpus."""
+    import tempfile
+
+    from test_activations import TEXTS
+
+    for index, member in enumerate(family.members.saes):
+        add_repo_files(cache_dir, member.repo_id,
+                       dictionary_learning_files(member.path, "AutoEncoderTopK", family.members.d_in, 64,
+                                                 k=int(member.nominal_l0) // 10, seed=index, layer=family.members.layer))
+    with tempfile.TemporaryDirectory() as folder:
+        add_repo_files(cache_dir, FIXTURE_MODEL, tiny_gpt_neox_files(Path(folder), hidden_size,
+                                                                     family.members.layer + 1))
+    corpus = "".join(json.dumps({"text": text}) + "\n" for text in TEXTS)
+    add_repo_files(cache_dir, FIXTURE_CORPUS, {"data/train.jsonl": corpus.encode()}, repo_type="dataset")

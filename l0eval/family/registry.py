@@ -63,7 +63,8 @@ NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None,
                "note": "SAEs loaded, not trained in this run (trained-here members say how under family.members)"}
 
 
-def _size(num_bytes: float) -> str:
+def size_text(num_bytes: float) -> str:
+    """``1.23 GB``."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if num_bytes < 1000:
             return f"{num_bytes:.3g} {unit}"
@@ -164,7 +165,7 @@ class LoadedSAEs(MemberSource):
         cached = sum(is_cached(m) for m in self.saes)
         return [self.model, str(self.layer), str(self.width), self.architecture, str(len(self.saes)),
                 f"{l0s[0]:g}-{l0s[1]:g}" if l0s else "from config",
-                _size(self.download_bytes) if self.d_in else "?", f"{cached}/{len(self.saes)}"]
+                size_text(self.download_bytes) if self.d_in else "?", f"{cached}/{len(self.saes)}"]
 
     def download(self, family: Family) -> Iterator[str]:
         from l0eval.saes.loaders import load_member
@@ -236,10 +237,12 @@ _REGISTRY_KEYS = {"name", "description", "model", "hook", "layer", "d_in", "widt
 # the keys each kind of registry source needs beside those
 _REGISTRY_SOURCE_KEYS = {"sae_lens_release": {"release", "id_regex"},
                          "dictionary_learning": {"repo_id", "path", "trainers"}}
-_REGISTRY_OPTIONAL = {"layer", "nominal_l0"}
+# `activations`: overrides of the model profile's fields for this family (l0eval/family/profiles.py)
+_REGISTRY_OPTIONAL = {"layer", "nominal_l0", "activations"}
 
 
-def _family_from_registry_entry(raw: Any, where: str) -> Family:
+def _family_from_registry_entry(raw: Any, where: str, device: str = "cpu",
+                                overrides: dict[str, Any] | None = None) -> Family:
     source = raw.get("source") if isinstance(raw, dict) else None
     if source not in _REGISTRY_SOURCE_KEYS:
         raise SpecError(f"'{where}.source' must be one of {', '.join(_REGISTRY_SOURCE_KEYS)}, got {source!r}")
@@ -254,7 +257,22 @@ def _family_from_registry_entry(raw: Any, where: str) -> Family:
     saes = LoadedSAEs(members, d_in=number(raw["d_in"], f"{where}.d_in"), width=number(raw["width"], f"{where}.width"),
                       model=str(raw["model"]), hook=str(raw["hook"]), architecture=str(raw["architecture"]),
                       origin=source, layer=None if layer is None else number(layer, f"{where}.layer"))
-    return loaded_family(name, str(raw["description"]), saes)
+    return loaded_family(name, str(raw["description"]), saes, _profiled(raw, where, device, overrides or {}))
+
+
+def _profiled(raw: dict, where: str, device: str, overrides: dict[str, Any]) -> ActivationSource | None:
+    """The family's activations: its model's profile, the entry's `activations`, then the command line's."""
+    from l0eval.family.profiles import model_profiles, profiled_activations
+
+    profile = model_profiles().get(str(raw["model"]))
+    entry = raw.get("activations", {})
+    if not isinstance(entry, dict):
+        raise SpecError(f"'{where}.activations' must be a mapping of model-profile fields")
+    if profile is None:
+        if entry or overrides:
+            raise SpecError(f"'{where}': model '{raw['model']}' has no profile in model_profiles.yaml to override")
+        return None
+    return profiled_activations(profile, str(raw["hook"]), device, entry, overrides)
 
 
 def parse_registry(raw: Any, path: Path) -> dict[str, Family]:
@@ -284,8 +302,17 @@ def loaded_family(name: str, description: str, saes: LoadedSAEs, activations: Ac
 
 @cache
 def hub_families() -> dict[str, Family]:
-    """The registry shipped in ``l0eval/family/registry.yaml``, by name."""
+    """The registry shipped in ``l0eval/family/registry.yaml``, by name (activations as on the CPU)."""
     return parse_registry(read_yaml_file(HUB_REGISTRY), HUB_REGISTRY)
+
+
+def hub_family(name: str, device: str = "cpu", overrides: dict[str, Any] | None = None) -> Family:
+    """One registry family with its model profile's values for ``device`` and ``overrides`` (``--activations``)."""
+    if device == "cpu" and not overrides:
+        return hub_families()[name]
+    entries = read_yaml_file(HUB_REGISTRY)["families"]
+    index = next(i for i, entry in enumerate(entries) if entry.get("name") == name)
+    return _family_from_registry_entry(entries[index], f"families[{index}]", device, overrides)
 
 
 # ---------------------------------------------------------------------------------------------
