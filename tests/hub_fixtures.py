@@ -152,12 +152,12 @@ def registry_family_hub(cache_dir: Path, family, hidden_size: int = 768) -> None
 
     from test_activations import TEXTS
 
-    for index, member in enumerate(family.members.saes):
+    saes = family.members
+    for index, member in enumerate(saes.saes):
         add_repo_files(cache_dir, member.repo_id,
-                       dictionary_learning_files(member.path, "AutoEncoderTopK", family.members.d_in, 64,
-                                                 k=int(member.nominal_l0) // 10, seed=index, layer=family.members.layer))
+                       dictionary_learning_files(member.path, "AutoEncoderTopK", saes.d_in, 64,
+                                                 k=int(member.nominal_l0) // 10, seed=index, layer=saes.layer))
     with tempfile.TemporaryDirectory() as folder:
-        add_repo_files(cache_dir, FIXTURE_MODEL, tiny_gpt_neox_files(Path(folder), hidden_size,
-                                                                     family.members.layer + 1))
+        add_repo_files(cache_dir, FIXTURE_MODEL, tiny_gpt_neox_files(Path(folder), hidden_size, saes.layer + 1))
     corpus = "".join(json.dumps({"text": text}) + "\n" for text in TEXTS)
     add_repo_files(cache_dir, FIXTURE_CORPUS, {"data/train.jsonl": corpus.encode()}, repo_type="dataset")

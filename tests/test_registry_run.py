@@ -3,8 +3,8 @@ profile (model_profiles.yaml) with `--activations` overrides, SAEs, model, token
 huggingface_hub cache in its real on-disk layout, one model pass, the metrics, selectors and verdict."""
 
 import pytest
-from huggingface_hub import constants
 from hub_fixtures import COMMIT, FIXTURE_MODEL, FIXTURE_OVERRIDES, registry_family_hub
+from huggingface_hub import constants
 
 from l0eval.cli import main
 from l0eval.family.registry import hub_families

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
 from l0eval import atomic
 from l0eval.activations.llm.named_models import NAMED_MODELS, GGUFModel
@@ -33,9 +34,12 @@ class LoadedModel:
     revision: str  # what identifies the weights: a package version, a hub commit, or a local folder
 
 
-def load_model(name: str, dtype: str = "float32", device: str = "cpu", revision: str = "main") -> LoadedModel:
+def load_model(name: str, dtype: str = "float32", device: str = "cpu", revision: str = "main",
+               progress: bool = True) -> LoadedModel:
     """A named offline model, a local folder, or a hub id at ``revision`` (read from the HF cache when offline);
     a hub model's recorded revision is the commit its files came from."""
+    if not progress:  # `--quiet`: no "Loading weights" bar either
+        transformers_logging.disable_progress_bar()
     torch_dtype = getattr(torch, dtype)
     if name in NAMED_MODELS:
         folder, revision = _converted_gguf(name, NAMED_MODELS[name])

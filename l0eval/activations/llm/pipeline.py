@@ -36,7 +36,7 @@ def activation_cache(spec: LLMActivationSpec, device: str = "cpu", progress: boo
     a new cache's corpus is counted first, so a corpus too short for it is said before the model pass.
     """
     parse_hook(spec.hook)  # a malformed hook is reported before the model loads
-    loaded = load_model(spec.model, dtype=spec.model_dtype, device=device, revision=spec.revision)
+    loaded = load_model(spec.model, dtype=spec.model_dtype, device=device, revision=spec.revision, progress=progress)
     if check_model is not None:
         check_model(loaded)
     key = cache_key(spec, loaded.revision)
