@@ -147,7 +147,7 @@ def _needs_footer(families: dict[str, Family]) -> list[str]:
                for (what, command), names in shared.items()]
     lines = ["", "needed before `l0eval run`:", *(f"  {line}" for line in blocked)] if blocked else []
     if any(need.download for family_needs in needs.values() for need in family_needs):
-        lines += ["", "families not cached download their SAEs on the first `l0eval run`"
+        lines += ["", "families not cached download their SAEs, model and corpus on the first `l0eval run`"
                   + (" (not while HF_HUB_OFFLINE is set)" if hub_offline() else "")
                   + "; `l0eval download --family NAME` fetches and checks them ahead"]
     return lines
