@@ -2,6 +2,8 @@
 profile (model_profiles.yaml) with `--activations` overrides, SAEs, model, tokenizer and corpus read from a
 huggingface_hub cache in its real on-disk layout, one model pass, the metrics, selectors and verdict."""
 
+import re
+
 import pytest
 from hub_fixtures import COMMIT, FIXTURE_MODEL, FIXTURE_OVERRIDES, registry_family_hub
 from huggingface_hub import constants
@@ -114,3 +116,23 @@ def test_a_profile_that_disables_a_metric_skips_it_unless_asked_for():
     assert "absorption" not in config.metrics and "disables it" in config.skipped["absorption"]
     asked = DownstreamConfig(metrics=("absorption",), explicit=True)
     assert profiles.downstream_for(spec, asked, profile_table) == asked
+
+
+def test_every_registry_family_inherits_its_models_profile():
+    families = hub_families().values()
+    assert {f.activations.profile for f in families} == {"pythia-160m-deduped", "gemma-2-2b"}
+    assert all(f.activations.profile == f.members.model and f.activations.hook == f.members.hook for f in families)
+
+
+@pytest.mark.parametrize(("profile", "message"), [
+    ({"activations": {"model": "m", "texts": ["a.txt"], "contxt": 8}}, "unknown key 'activations.contxt'"),
+    ({"activations": {"model": "m", "texts": ["a.txt"], "batch_sequences": {"cpu": 8}}},
+     "missing required key 'profiles.p.activations.batch_sequences.cuda'"),
+    ({"activations": {"model": "m", "texts": ["a.txt"]}, "downstream": {"absorption": "yes"}}, "true or false"),
+    ({"activations": {"model": "m", "texts": ["a.txt"], "sequences": 0}}, "'activations.sequences' must be >= 1")])
+def test_a_bad_profile_is_refused_naming_the_key(profile, message):
+    from l0eval.errors import SpecError
+    from l0eval.family.profiles import _parse_profile
+
+    with pytest.raises(SpecError, match=re.escape(message)):
+        _parse_profile("p", profile)
