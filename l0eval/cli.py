@@ -19,6 +19,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = _training_overrides(args)
     profile_overrides = _activation_overrides(args)
     families = [resolve(name, args.device, profile_overrides).with_overrides(overrides) for name in args.family]
+    if args.targets:
+        families = _with_published_targets(families, args)
     for family in families:
         _check_fits(family, args)
     _check_before_starting(families, args)
@@ -34,6 +36,17 @@ def _run(args: argparse.Namespace) -> int:
         _write_results(run_family(family, device=args.device, progress=not args.quiet, downstream=downstream),
                        args.out)
     return 0
+
+
+def _with_published_targets(families: list, args: argparse.Namespace) -> list:
+    """--targets saebench: each family judged against SAEBench's published results, without a model pass."""
+    from l0eval.downstream.saebench_targets import ResultsDataset
+    from l0eval.runs.saebench_published import with_saebench_targets
+
+    if args.executor != "local":
+        raise L0EvalError("--targets saebench runs with the local executor (it makes no model pass to distribute)")
+    dataset = ResultsDataset.parse(args.saebench_results, args.saebench_evals)
+    return [with_saebench_targets(family, dataset) for family in families]
 
 
 def _check_run_options(args: argparse.Namespace) -> None:
@@ -58,11 +71,13 @@ MAX_SEEDS = 1000  # seed replicates per L0: more is a typo, and a memory estimat
 
 def _check_fits(family, args: argparse.Namespace) -> None:
     """The family's name can be a file name, its members fit this machine's memory and its inputs can be had."""
+    from l0eval.family.member_config import check_cached_configs
     from l0eval.memory_check import require
     from l0eval.safe_names import path_component
 
     if (Path(args.out) / f"{path_component(family.name)}.json").is_dir():
         raise L0EvalError(f"{Path(args.out) / family.name}.json is a folder: the results file cannot be written there")
+    check_cached_configs(family)
     require(family.members.memory_needed(), f"family '{family.name}'", args.device)
     if family.activations is not None:
         family.activations.check_reachable()
@@ -162,7 +177,15 @@ def _download(args: argparse.Namespace) -> int:
     before = cache_bytes()
     for line in family.members.download(family):
         print(line)
-    if family.activations is not None:
+    if args.targets:  # the published results stand in for the model pass: no model or corpus to fetch
+        from l0eval.downstream.saebench_targets import ResultsDataset
+        from l0eval.runs.saebench_published import with_saebench_targets
+
+        source = with_saebench_targets(family, ResultsDataset.parse(args.saebench_results,
+                                                                    args.saebench_evals)).activations
+        files = sum(len(results.sources) for results in source.all_results().values())
+        print(f"{files} SAEBench result files of {source.dataset.repo_id} cached and checked")
+    elif family.activations is not None:
         for line in family.activations.download():
             print(line)
     print(f"fetched {size_text(cache_bytes() - before)} into {constants.HF_HUB_CACHE}; "
@@ -267,6 +290,19 @@ def _add_activations_option(parser: argparse.ArgumentParser) -> None:
                              "sequences=512 model_dtype=bfloat16; VALUE is read as YAML")
 
 
+def _add_targets_options(parser: argparse.ArgumentParser) -> None:
+    from l0eval.downstream.saebench_targets import DEFAULT_DATASET, DEFAULT_EVALS
+
+    parser.add_argument("--targets", choices=["saebench"],
+                        help="saebench: judge a SAEBench registry family against SAEBench's published results "
+                             "(core, sparse probing, absorption) without a model pass; s_n^dec is not computed")
+    parser.add_argument("--saebench-results", metavar="REPO[@REVISION]",
+                        help=f"the results dataset for --targets saebench (default {DEFAULT_DATASET})")
+    parser.add_argument("--saebench-evals", metavar="EVALS",
+                        help=f"comma-separated eval types to import (default {','.join(DEFAULT_EVALS)}; also "
+                             "sparse_probing_sae_probes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import l0eval
 
@@ -308,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "into shards of SAEs that fit it with the model (default 16)")
     run.add_argument("--max-attempts", type=int, default=3,
                      help="ray: attempts per unit before it is reported failed (default 3)")
+    _add_targets_options(run)
     run.set_defaults(handler=_run)
 
     train = sub.add_parser("train", help="train BatchTopK SAEs at missing L0s on an LLM family's cached activations")
@@ -329,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--family", required=True, help="a hub registry family or family YAML (see `l0eval "
                                                           "families`)")
     _add_activations_option(download)
+    _add_targets_options(download)
     download.set_defaults(handler=_download)
 
     compare = sub.add_parser("compare", help="per family in results/, each selector's choice vs the ground truth")

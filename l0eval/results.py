@@ -181,6 +181,7 @@ class GroundTruth(_Declared):
     targets: list[dict[str, Any]] | None = None
     targets_agree: bool | None = None
     targets_note: str | None = None
+    target_sources: dict[str, Any] | None = None  # --targets saebench: the published files, per eval type
 
 
 class SAEEntry(_Declared):

@@ -4,8 +4,8 @@
    (blocks.12.hook_resid_post, 5120 sequences x 128 tokens of sae-probes' news articles), then eleven BatchTopK
    SAEs (width 2048, k = 8, 11, 16, ..., 181, 256) train together on the first 4096 sequences, BOS positions
    left out (the family's `exclude_bos`), and join the family as trained-here members. The last 1024
-   sequences are held out (`heldout_sequences`): every metric is measured on them. lr 1e-3 instead of the paper's 3e-4, as for the default
-   toy: the CPU budget is ~250 steps, far from the paper's tens of thousands.
+   sequences are held out (`heldout_sequences`): every metric is measured on them. lr 1e-3 instead of the
+   paper's 3e-4, as for the default toy: the CPU budget is ~250 steps, far from the paper's tens of thousands.
 2. `l0eval run`: every metric on the held-out cached activations; writes results/smollm2-l0.json.
 
 Both steps resume if interrupted. Times on the 2-core development machine are recorded per member under

@@ -6,6 +6,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from huggingface_hub import constants  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +21,15 @@ def isolated_cache(tmp_path, monkeypatch):
 def device() -> str:
     """Tests that take this fixture exercise the CUDA paths when a GPU is present, the CPU otherwise."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """A private huggingface_hub cache, offline: nothing can be fetched, only read from the cache."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache

@@ -21,8 +21,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def add_repo_files(cache_dir: Path, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> Path:
-    """Write ``files`` (repo path -> content) into the cache as snapshot ``COMMIT`` of ``repo_id`` (a model or,
-    with ``repo_type="dataset"``, a dataset repo)."""
+    """Write ``files`` (repo path -> content) into the cache as snapshot ``COMMIT`` of ``repo_id`` (a model repo,
+    or a ``repo_type="dataset"`` repo: ``datasets--{org}--{name}``)."""
     repo_dir = cache_dir / f"{repo_type}s--{repo_id.replace('/', '--')}"
     (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
     (repo_dir / "refs" / "main").write_text(COMMIT)
@@ -161,3 +161,91 @@ def registry_family_hub(cache_dir: Path, family, hidden_size: int = 768) -> None
         add_repo_files(cache_dir, FIXTURE_MODEL, tiny_gpt_neox_files(Path(folder), hidden_size, saes.layer + 1))
     corpus = "".join(json.dumps({"text": text}) + "\n" for text in TEXTS)
     add_repo_files(cache_dir, FIXTURE_CORPUS, {"data/train.jsonl": corpus.encode()}, repo_type="dataset")
+
+
+# --- SAEBench's published results (adamkarvonen/sae_bench_results_0125), built with sae-bench's output classes ---
+
+def _filled(cls, **values):
+    """An instance of a sae-bench metrics class: the given values, 0.5 (counts: 1) for every other required field."""
+    required = {name: 1 if info.annotation is int else 0.5
+                for name, info in cls.__pydantic_fields__.items() if info.is_required()}
+    return cls(**{**required, **values})
+
+
+def saebench_result_files(unique_id: str, release: str, cfg: dict, *, l0: float, explained_variance: float,
+                          mse: float, probing: dict[str, float], absorption: dict[str, float],
+                          jan_2025: bool = True, sae_probes: dict[str, float] | None = None) -> dict[str, bytes]:
+    """One SAE's core, sparse_probing and absorption files as SAEBench published them: the path
+    ``{eval_type}/{release}/{file}`` with sae-bench's file name shortened as its export notebook did, the JSON
+    from the output classes (``sae_lens_release_id`` = SAEBench's unique name, ``sae_lens_id`` = custom_sae).
+    ``jan_2025``: core in the Jan-25 form (no ``explained_variance_legacy``, per-latent details removed);
+    ``sae_probes``: also a sparse_probing_sae_probes file (dataset -> top-1 F1; SAEBench added it in Oct 2025)."""
+    from dataclasses import asdict
+
+    from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
+    from sae_bench.evals.absorption.eval_output import (
+        AbsorptionEvalOutput,
+        AbsorptionMeanMetrics,
+        AbsorptionMetricCategories,
+        AbsorptionResultDetail,
+    )
+    from sae_bench.evals.core import eval_output as core
+    from sae_bench.evals.core.eval_config import CoreEvalConfig
+    from sae_bench.evals.sparse_probing import eval_output as probing_output
+    from sae_bench.evals.sparse_probing.eval_config import SparseProbingEvalConfig
+    from sae_bench.sae_bench_utils.general_utils import get_results_filepath
+
+    common = {"eval_id": f"id-{unique_id}", "datetime_epoch_millis": 1737600000000, "sae_bench_commit_hash": "abc1234",
+              "sae_lens_id": "custom_sae", "sae_lens_release_id": unique_id, "sae_lens_version": "5.3.0",
+              "sae_cfg_dict": cfg}
+    categories = core.CoreMetricCategories(**{
+        name: _filled(info.annotation) for name, info in core.CoreMetricCategories.__pydantic_fields__.items()})
+    categories.sparsity.l0 = l0
+    categories.reconstruction_quality.explained_variance_legacy = explained_variance
+    categories.reconstruction_quality.explained_variance = explained_variance
+    categories.reconstruction_quality.mse = mse
+    core_json = asdict(core.CoreEvalOutput(eval_config=CoreEvalConfig(model_name=cfg["model_name"]),
+                                           eval_result_metrics=categories, **common))
+    if jan_2025:
+        del core_json["eval_result_metrics"]["reconstruction_quality"]["explained_variance_legacy"]
+        del core_json["eval_result_details"]
+    probing_json = asdict(probing_output.SparseProbingEvalOutput(
+        eval_config=SparseProbingEvalConfig(model_name=cfg["model_name"], llm_dtype="float32", llm_batch_size=8),
+        eval_result_metrics=probing_output.SparseProbingMetricCategories(
+            llm=_filled(probing_output.SparseProbingLlmMetrics),
+            sae=_filled(probing_output.SparseProbingSaeMetrics,
+                        sae_top_1_test_accuracy=sum(probing.values()) / len(probing))),
+        eval_result_details=[_filled(probing_output.SparseProbingResultDetail, dataset_name=name,
+                                     sae_top_1_test_accuracy=value) for name, value in probing.items()],
+        **common))
+    absorption_json = asdict(AbsorptionEvalOutput(
+        eval_config=AbsorptionEvalConfig(model_name=cfg["model_name"]),
+        eval_result_metrics=AbsorptionMetricCategories(mean=_filled(
+            AbsorptionMeanMetrics, mean_absorption_fraction_score=sum(absorption.values()) / len(absorption),
+            mean_full_absorption_score=0.1)),
+        eval_result_details=[AbsorptionResultDetail(first_letter=letter, mean_absorption_fraction=value,
+                                                    full_absorption_rate=0.1, num_full_absorption=1,
+                                                    num_probe_true_positives=10, num_split_features=1)
+                             for letter, value in absorption.items()],
+        **common))
+    payloads = [("core", core_json), ("sparse_probing", probing_json), ("absorption", absorption_json)]
+    if sae_probes is not None:
+        payloads.append(("sparse_probing_sae_probes", _sae_probes_json(cfg, common, sae_probes)))
+    name = Path(get_results_filepath("", unique_id, "custom_sae")).name.replace("custom_sae_", "")
+    return {f"{eval_type}/{release}/{name}": json_bytes(payload) for eval_type, payload in payloads}
+
+
+def _sae_probes_json(cfg: dict, common: dict, f1_by_dataset: dict[str, float]) -> dict:
+    from dataclasses import asdict
+
+    from sae_bench.evals.sparse_probing_sae_probes import eval_output as sae_probes
+    from sae_bench.evals.sparse_probing_sae_probes.eval_config import SparseProbingSaeProbesEvalConfig
+
+    mean = sum(f1_by_dataset.values()) / len(f1_by_dataset)
+    return asdict(sae_probes.SparseProbingSaeProbesEvalOutput(
+        eval_config=SparseProbingSaeProbesEvalConfig(model_name=cfg["model_name"]),
+        eval_result_metrics=sae_probes.SaeProbesMetricCategories(
+            llm=sae_probes.SaeProbesLlmMetrics(), sae=sae_probes.SaeProbesSaeMetrics(sae_top_1_test_f1=mean)),
+        eval_result_details=[sae_probes.SaeProbesResultDetail(dataset_name=name, sae_top_1_test_f1=value)
+                             for name, value in f1_by_dataset.items()],
+        **common))

@@ -18,7 +18,6 @@ from hub_fixtures import (
     random_weights,
     sae_lens_files,
 )
-from huggingface_hub import constants
 
 from l0eval.family.catalog import family_table, resolve
 from l0eval.family.registry import LoadedMember, hub_families
@@ -26,18 +25,6 @@ from l0eval.saes.hub_cache import is_cached
 from l0eval.saes.loaders import LoadError, load_member
 
 D_IN, D_SAE, K = 16, 32, 4
-
-
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    """A private huggingface_hub cache, offline: nothing can be fetched, only read from the cache."""
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def inputs(seed=1, n=64):
@@ -133,7 +120,7 @@ def test_registry_covers_the_saebench_suites():
     families = hub_families()
     assert len(families) >= 20
     for arch in ("standard", "topk", "batchtopk", "jumprelu", "gated", "panneal", "matryoshka"):
-        for width in ("4k", "16k", "64k"):
+        for width in ("4k", "16k", "65k"):
             gemma = families[f"saebench-gemma-2-2b-l12-{arch}-{width}"]
             pythia = families[f"saebench-pythia-160m-l8-{arch}-{width}"]
             assert len(gemma.members.saes) == len(pythia.members.saes) == 6
@@ -354,3 +341,19 @@ def test_unknown_dictionary_learning_class_is_refused_not_read_as_relu(hf_cache)
     member = LoadedMember(id="trainer_0", nominal_l0=4, format="dictionary_learning", path=folder, repo_id=repo)
     with pytest.raises(LoadError, match="dictionary_learning class 'MysteryAutoEncoder' is not one sae-lens converts"):
         load_member(member)
+
+
+def test_generated_families_have_power_of_two_widths_and_residual_hooks_only():
+    from l0eval.family.catalog import generated_families
+
+    families = generated_families()
+    assert families["gemma-scope-2b-pt-res/layer_12/width_65k"].members.width == 65536
+    assert families["gemma-scope-2b-pt-res/layer_12/width_1m"].members.width == 2**20
+    assert all(f.members.hook == f"blocks.{f.members.layer}.hook_resid_post" for f in families.values())
+    assert not any("-mlp" in name or "-att" in name for name in families)
+
+
+def test_jumprelu_registry_families_carry_their_target_l0s():
+    for name, family in hub_families().items():
+        if "-jumprelu-" in name:
+            assert [m.nominal_l0 for m in family.members.saes] == [20, 40, 80, 160, 320, 640]

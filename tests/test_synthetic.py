@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_hub
 import torch
 import yaml
 from sae_lens.synthetic import SyntheticModel, SyntheticModelConfig
 
 from l0eval.activations.synthetic import (
     WorldBatchSource,
+    feature_dictionary_hash,
     load_world,
     parse_world_config,
     sample_with_features,
@@ -168,7 +170,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("changes, message", BAD_INPUTS)
 def test_bad_world_configs_are_one_line_errors(changes, message):
     with pytest.raises(SpecError) as error:
-        parse_synthetic_family(tiny_family(**changes))
+        parse_synthetic_family(tiny_family(**changes)).world.config  # parsed on first use (listing stays light)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -245,3 +247,125 @@ def _env():
     import os
 
     return {**os.environ}
+
+
+# -- published SAE sweeps on the 16k world, and the world's hub copy --------------------------------------
+
+hf_cache = test_hub.hf_cache  # the fixture: a private, offline huggingface_hub cache
+
+PUBLISHED = "synthsaebench-16k-batchtopk-published"
+HUB_WORLD = "decoderesearch/synth-sae-bench-16k-v2"
+
+
+def stand_in_world(hidden_dim: int = 768, seed: int = 7) -> SyntheticModel:
+    """A tiny world of the 16k world's class and hidden size (the SAEs' d_in), in place of the 16k world."""
+    config = tiny_config(num_features=24, hidden_dim=hidden_dim, seed=seed)
+    return SyntheticModel(parse_world_config(config))
+
+
+def world_files(model: SyntheticModel, tmp_path) -> dict[str, bytes]:
+    """The files of ``model`` as ``SyntheticModel.save`` writes them: the hub copy's layout."""
+    folder = tmp_path / f"saved-{id(model)}"
+    model.save(folder)
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_published_sweep_is_registered_with_its_verified_layout_and_world():
+    family = resolve(PUBLISHED)
+    members = family.members.saes
+    assert family.members.verified is False  # not every folder was seen on the hub (docs/synthsaebench.md)
+    assert {m.repo_id for m in members} == {"decoderesearch/synth-sae-bench-16k-v1-saes"}
+    assert members[0].path == "btk/l0-15/seed-0" and members[0].format == "sae_lens"  # the folder seen loaded
+    assert sorted({m.nominal_l0 for m in members}) == [15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0]  # sweep_l0.py
+    assert sorted({m.seed for m in members}) == [0, 1, 2, 3, 4] and len(members) == 35
+    world = family.activations.spec.world
+    assert world.hub == HUB_WORLD and world.config is None  # trained on v2's world, not a CPU regeneration
+    assert family.activations.spec.evaluation == synthetic_spec_by_name("synthsaebench-16k").evaluation
+    assert family.ground_truth.targets == WORLD_TRUTH.targets
+
+
+def test_published_sweep_runs_offline_on_the_cached_hub_world(hf_cache, tmp_path, capsys):
+    """The registry family's members and world through the CLI, offline: the 35 members in the hub cache at the
+    registry's own folders, the world as a hub copy under the real repo id (a tiny stand-in of the same class),
+    and, the 16k evaluation being too big for a test, a family file pointing them at a tiny evaluation set."""
+    from hub_fixtures import add_repo_files, sae_lens_files
+
+    from l0eval.cli import main
+
+    registered = resolve(PUBLISHED)
+    files = {}
+    for index, member in enumerate(registered.members.saes):
+        files.update(sae_lens_files(member.path, 768, 8, seed=index))  # real ones: JumpReLU of width 4096
+    add_repo_files(hf_cache, "decoderesearch/synth-sae-bench-16k-v1-saes", files)
+    evaluation = tiny_family()
+    evaluation["sae"]["d_sae"] = 8
+    evaluation["evaluation"]["samples"] = 1024
+    (tmp_path / "evaluation.yaml").write_text(yaml.safe_dump(evaluation))
+    family = {"name": "published", "kind": "saes", "d_in": 768,
+              "members": [{"id": m.id, "repo_id": m.repo_id, "path": m.path, "nominal_l0": m.nominal_l0,
+                           "seed": m.seed} for m in registered.members.saes],
+              "activations": {"synthetic": {"family": "evaluation.yaml",
+                                            "world": {"hub": registered.activations.spec.world.hub}}}}
+    (tmp_path / "published.yaml").write_text(yaml.safe_dump(family))
+    out = tmp_path / "out"
+    run = ["run", "--family", str(tmp_path / "published.yaml"), "--out", str(out), "--quiet"]
+    assert main(run) == 2  # the world is not cached, and offline
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"l0eval: error: world {HUB_WORLD} is not in the Hugging Face cache") and not out.exists()
+
+    world = stand_in_world()
+    add_repo_files(hf_cache, HUB_WORLD, world_files(world, tmp_path))
+    assert main(run) == 0
+    results = json.loads((out / "published.json").read_text())
+    assert results["run"]["world"]["source"] == f"hub:{HUB_WORLD}"
+    assert results["run"]["world"]["feature_dictionary_sha256"] == feature_dictionary_hash(world)
+    assert results["family"]["activations"] == {"synthetic": f"evaluation.yaml@{HUB_WORLD}"}
+    assert len(results["saes"]) == 35 and {e["seed"] for e in results["saes"]} == {0, 1, 2, 3, 4}
+    assert [row["l0"] for row in results["by_l0"]] == [15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0]
+    assert [t["name"] for t in results["ground_truth"]["targets"]] == list(WORLD_TRUTH.targets)
+    assert all(0 <= e["metrics"]["mcc"] <= 1 for e in results["saes"])
+    assert all(len(s["replicate_choices"]) == 5 for s in results["selectors"] if "replicate_choices" in s)
+    capsys.readouterr()
+    assert main(["download", "--family", str(tmp_path / "published.yaml")]) == 0  # members, then the world
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 36 and lines[0].startswith("l0-15_seed-0: ") and lines[0].endswith("ok")
+    assert lines[-1].startswith(f"world {HUB_WORLD}: 24 features, hidden 768") and lines[-1].endswith("ok")
+
+
+def test_regenerated_world_is_checked_against_its_cached_hub_copy(hf_cache, tmp_path):
+    from hub_fixtures import add_repo_files
+
+    raw = tiny_family()
+    raw["world"]["published"] = "test-org/tiny-world"
+    spec = parse_synthetic_family(raw).world
+    _, record = load_world(spec, progress=False)
+    assert record["published_copy"] == {"repo": "test-org/tiny-world", "checked": False,
+                                        "reason": "not in the Hugging Face cache"}
+    add_repo_files(hf_cache, "test-org/tiny-world", world_files(SyntheticModel(spec.config), tmp_path))
+    _, record = load_world(spec, progress=False)
+    same = record["published_copy"]
+    assert same["checked"] and same["config_equal"] and same["feature_dictionary_equal"]
+    other = SyntheticModel(dataclasses.replace(spec.config, seed=8))  # as a build on another device would differ
+    add_repo_files(hf_cache, "test-org/tiny-world", world_files(other, tmp_path))
+    _, record = load_world(spec, progress=False)
+    differs = record["published_copy"]
+    assert differs["checked"] and not differs["config_equal"] and not differs["feature_dictionary_equal"]
+    assert differs["difference"]["mean_cosine_same_feature"] < 0.99 and "device='cuda'" in differs["note"]
+    assert parse_synthetic_family(raw).fingerprint() == parse_synthetic_family(tiny_family()).fingerprint()
+
+
+def test_listing_families_imports_neither_torch_nor_sae_lens():
+    code = ("import sys; from l0eval.cli import main; main(['families']); "
+            "print(sorted(m for m in ('torch', 'sae_lens', 'kneed', 'scipy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_world_override_with_a_bad_key_is_a_one_line_error():
+    context = SourceContext(Path("."), "", "")
+    with pytest.raises(SpecError) as error:
+        parse_activations({"synthetic": {"family": "synthsaebench-16k", "wrld": {"hub": HUB_WORLD}}}, context)
+    assert str(error.value).startswith("'activations.synthetic': unknown key 'wrld' (did you mean 'world'?)")
+    with pytest.raises(SpecError, match="'activations.synthetic': 'world' needs exactly one of 'config'"):
+        parse_activations({"synthetic": {"family": "synthsaebench-16k", "world": {}}}, context)

@@ -29,7 +29,7 @@ TOY_MIXING = {"name": "m", "kind": "toy-mixing",
               "sae": {"d_sae": 3, "k": {"range": [1, 2]}}, "mixing": {"rho": [0.0, 0.4], "feature": 0}}
 TOY_CONSTANT = {"name": "c", "kind": "toy", "toy": {"n_features": 3, "d_model": 6, "probabilities": {"constant": 0.3}},
                 "sae": {"d_sae": 3, "k": [1]}}
-SAES = {"name": "s", "kind": "saes", "d_in": 4, "width": 8, "members": [{"path": "x", "nominal_l0": 2}],
+SAES = {"name": "s", "kind": "saes", "d_in": 4, "width": 8, "members": [{"path": "x", "nominal_l0": 2, "seed": 0}],
         "activations": {"model": "m", "hook": "blocks.0.hook_resid_post", "texts": ["a.txt"], "context": 8,
                         "sequences": 4, "batch_sequences": 2, "ce_sequences": 0, "heldout_sequences": 2}}
 SYNTHETIC = {"name": "w", "kind": "synthetic", "world": {"hub": "owner/world", "sample_chunk": 512},
@@ -37,6 +37,10 @@ SYNTHETIC = {"name": "w", "kind": "synthetic", "world": {"hub": "owner/world", "
 REGISTRY = {"families": [{"name": "r", "description": "d", "model": "m", "hook": "blocks.0.hook_resid_post",
                           "layer": 0, "d_in": 4, "width": 8, "architecture": "topk", "source": "dictionary_learning",
                           "repo_id": "o/r", "path": "p/trainer_{i}", "trainers": [0, 1], "nominal_l0": [2, 4]}]}
+
+REGISTRY_GRID = {"families": [{"name": "g", "description": "d", "model": "m", "hook": "h", "d_in": 4, "width": 8,
+                               "architecture": "batchtopk", "source": "sae_lens_grid", "repo_id": "o/g",
+                               "path": "btk/l0-{l0}/seed-{seed}", "l0": [2, 4], "seeds": [0, 1]}]}
 
 
 def parse_toy(raw):
@@ -56,7 +60,7 @@ def parse_hub(raw):
 
 
 BASES = [(TOY_SWEEP, parse_toy), (TOY_MIXING, parse_toy), (TOY_CONSTANT, parse_toy), (SAES, parse_saes),
-         (SYNTHETIC, parse_synthetic), (REGISTRY, parse_hub)]
+         (SYNTHETIC, parse_synthetic), (REGISTRY, parse_hub), (REGISTRY_GRID, parse_hub)]
 
 
 def _steps(path: str) -> list:

@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import constants, try_to_load_from_cache
 from sae_lens.synthetic import FiringProbabilityConfig, MagnitudeConfig, SyntheticModel, SyntheticModelConfig
 from sae_lens.synthetic.registry import FIRING_PROB_REGISTRY, MAGNITUDE_REGISTRY
+from sae_lens.synthetic.synthetic_model import SYNTHETIC_MODEL_CONFIG_FILENAME, SYNTHETIC_MODEL_WEIGHTS_FILENAME
 
-from l0eval.errors import SpecError
-from l0eval.family.validation import check_keys, number
+from l0eval.errors import L0EvalError, SpecError
+from l0eval.family.validation import check_keys
 from l0eval.saes.store import cache_root
 
 # Abstract config bases that the library resolves through a registry keyed by ``generator_name``.
@@ -155,35 +157,6 @@ def _check_hierarchy_fits(config: SyntheticModelConfig, where: str) -> None:
 # -- worlds: build once, cache, hash ------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class WorldSpec:
-    """Where a family's world comes from: a config (built here) or a hub copy ``repo_id[:subfolder]``."""
-
-    config: SyntheticModelConfig | None = None
-    hub: str | None = None
-    sample_chunk: int = 8192  # samples per library call; a training stream is fixed by (world, seed, chunk)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": None if self.config is None else self.config.to_dict(), "hub": self.hub,
-                "sample_chunk": self.sample_chunk}
-
-    @property
-    def key(self) -> str:
-        return config_hash(self.config) if self.config is not None else "hub-" + _sha(self.hub.encode())[:16]
-
-
-def parse_world(raw: Any, where: str = "world") -> WorldSpec:
-    world = check_keys(raw, {"config", "hub", "sample_chunk"}, where)
-    if ("config" in world) == ("hub" in world):
-        raise SpecError(f"'{where}' needs exactly one of 'config' (a SyntheticModelConfig) or 'hub' (a repo id)")
-    chunk = number(world.get("sample_chunk", WorldSpec.sample_chunk), f"{where}.sample_chunk")
-    if "hub" in world:
-        if not isinstance(world["hub"], str) or not world["hub"].strip():
-            raise SpecError(f"'{where}.hub' must be a repo id such as owner/name or owner/name:subfolder")
-        return WorldSpec(hub=world["hub"], sample_chunk=chunk)
-    return WorldSpec(config=parse_world_config(world["config"], f"{where}.config"), sample_chunk=chunk)
-
-
 def config_hash(config: SyntheticModelConfig) -> str:
     return _sha(json.dumps(config.to_dict(), sort_keys=True).encode())[:16]
 
@@ -217,11 +190,13 @@ def worlds_dir() -> Path:
     return cache_root() / "worlds"
 
 
-def load_world(spec: WorldSpec, device: str = "cpu", progress: bool = True) -> tuple[SyntheticModel, dict]:
-    """The world and a record of it (key, hashes, how it was obtained). Built at most once per config."""
+def load_world(spec, device: str = "cpu", progress: bool = True) -> tuple[SyntheticModel, dict]:
+    """The world of ``spec`` (``l0eval.family.synthetic_spec.WorldSpec``) and a record of it (key, hashes, how it
+    was obtained, and how it compares with its published copy where the spec names one). Built at most once per
+    config."""
     directory = worlds_dir() / spec.key
     if spec.hub is not None and not (directory / WORLD_MARKER).is_file():
-        repo_id, _, subfolder = spec.hub.partition(":")
+        repo_id, subfolder = hub_location(spec.hub)
         model = SyntheticModel.from_pretrained(repo_id, model_path=subfolder or None)
         _save_atomically(model, directory, {"source": f"hub:{spec.hub}", "build_seconds": 0.0})
     elif not (directory / WORLD_MARKER).is_file():
@@ -233,7 +208,83 @@ def load_world(spec: WorldSpec, device: str = "cpu", progress: bool = True) -> t
                                             "build_seconds": time.monotonic() - started})
     record = json.loads((directory / WORLD_MARKER).read_text())
     model = SyntheticModel.load_from_disk(directory, device=device)
+    if spec.published is not None:
+        record["published_copy"] = compare_with_published(model, spec.published)
     return model, {**record, "cache_dir": str(directory)}
+
+
+# -- the hub copy of a world ----------------------------------------------------------------------------
+
+# what SyntheticModel.save writes and from_pretrained reads (hierarchy.json is optional)
+HUB_WORLD_FILES = (SYNTHETIC_MODEL_CONFIG_FILENAME, SYNTHETIC_MODEL_WEIGHTS_FILENAME)
+
+# Why a world regenerated here may differ from a published copy of the same config: sae-lens draws the feature
+# dictionary from a torch.Generator on the build device, and SynthSAEBench-16k was built on CUDA
+# (decoderesearch/synth-sae-bench-experiments, experiments/create_synth_bench_16k_model.py:
+# `SyntheticModel(cfg, device="cuda")`), whose random stream is not the CPU's.
+DEVICE_NOTE = ("the published copy was built with SyntheticModel(cfg, device='cuda'); sae-lens draws the feature "
+               "dictionary from a torch.Generator on the build device, so a build on another device draws other "
+               "vectors from the same seed")
+
+
+def hub_location(hub: str) -> tuple[str, str]:
+    """``owner/name[:subfolder]`` -> (repo id, subfolder or '')."""
+    repo_id, _, subfolder = hub.partition(":")
+    return repo_id, subfolder
+
+
+def cached_hub_world(hub: str) -> Path | None:
+    """The folder of the Hugging Face cache snapshot holding the world's files, None unless all are cached."""
+    repo_id, subfolder = hub_location(hub)
+    prefix = f"{subfolder}/" if subfolder else ""
+    paths = [try_to_load_from_cache(repo_id, prefix + name) for name in HUB_WORLD_FILES]
+    return Path(paths[0]).parent if all(isinstance(path, str) for path in paths) else None
+
+
+def compare_with_published(model: SyntheticModel, hub: str) -> dict:
+    """Whether ``model`` equals the published copy ``hub`` of its config: read from the Hugging Face cache only
+    (never downloaded for this check), so it runs where the copy is cached and says so where it is not."""
+    snapshot = cached_hub_world(hub)
+    if snapshot is None:
+        return {"repo": hub, "checked": False, "reason": "not in the Hugging Face cache"}
+    published = SyntheticModel.load_from_disk(snapshot, device=str(world_device(model)))
+    same_config = published.cfg.to_dict() == model.cfg.to_dict()
+    ours, theirs = feature_dictionary_hash(model), feature_dictionary_hash(published)
+    result = {"repo": hub, "checked": True, "config_equal": same_config, "feature_dictionary_equal": ours == theirs,
+              "feature_dictionary_sha256": theirs}
+    if ours != theirs:
+        result["difference"] = _dictionary_difference(model, published)
+        result["note"] = DEVICE_NOTE
+    return result
+
+
+def _dictionary_difference(model: SyntheticModel, published: SyntheticModel) -> dict:
+    """How far apart two feature dictionaries are, feature by feature (shapes first)."""
+    ours, theirs = model.feature_dict.feature_vectors.detach(), published.feature_dict.feature_vectors.detach()
+    if ours.shape != theirs.shape:
+        return {"shapes": [list(ours.shape), list(theirs.shape)]}
+    cosine = torch.nn.functional.cosine_similarity(ours, theirs, dim=1)
+    return {"max_abs_difference": float((ours - theirs).abs().max()), "mean_cosine_same_feature": float(cosine.mean())}
+
+
+def check_world_reachable(spec, family: str) -> None:
+    """Before a run: the world's config parses (strictly), and a hub world can be had (cached here, or the hub
+    allowed)."""
+    _ = spec.config
+    if spec.hub is None or (worlds_dir() / spec.key / WORLD_MARKER).is_file() or cached_hub_world(spec.hub):
+        return
+    if constants.is_offline_mode():
+        raise L0EvalError(f"world {spec.hub} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; unset it, "
+                          f"then `l0eval download --family {family}`")
+
+
+def download_world(spec) -> str:
+    """Fetch a hub world into the Hugging Face cache and l0eval's world cache; one line saying what it is."""
+    if spec.hub is None:
+        return f"world {spec.key}: built from its config on the first run (nothing to download)"
+    _, record = load_world(spec, progress=False)
+    return (f"world {spec.hub}: {record['num_features']} features, hidden {record['hidden_dim']}, "
+            f"feature dictionary sha256 {record['feature_dictionary_sha256'][:16]}  ok")
 
 
 def _save_atomically(model: SyntheticModel, directory: Path, info: dict) -> None:

@@ -99,7 +99,7 @@ def _merge_shards(records: list[dict]) -> dict:
 
 # the fields that differ between two runs of the same work: clocks, cache folders, host and thread count
 TIMING_AND_HOST = frozenset({"started", "finished", "wall_seconds", "train_seconds", "trained_at", "cache_dir",
-                             "device_name", "executor"})
+                             "device_name", "executor", "build_seconds", "world_sample_seconds"})
 
 
 def without_timing_and_host(value):

@@ -1,7 +1,7 @@
 """Units of work for a distributed run, sized by memory.
 
-A unit is a whole family (a toy family's SAEs train together; a family on in-memory activations scores
-them on one batch) or, when the family's activation source loads a model (an LLM), one shard of its
+A unit is a whole family (the SAEs of a toy or synthetic-world family train together; a family on in-memory
+activations scores them on one batch) or, when the family's activation source loads a model (an LLM), one shard of its
 members: the shard loads the model once and streams each activation batch through all of its SAEs
 (``l0eval.runs.llm``); shards are cut so that model + SAEs fit one device's memory. Activations never
 travel between machines: a unit reads the on-disk activation cache of its node

@@ -8,6 +8,7 @@ light: no torch, no sae-lens import.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -37,9 +38,13 @@ _GENERATED_ID = re.compile(r"^(layer_\d+/width_\w+)/average_l0_(\d+)$")
 
 
 def generated_families() -> dict[str, Family]:
-    """Families made from SAELens releases whose ids differ only by ``average_l0_N`` (3+ members)."""
+    """Families made from SAELens releases whose ids differ only by ``average_l0_N`` (3+ members), for the
+    residual-stream releases only: l0eval reads ``blocks.L.hook_resid_post`` (``activations.llm.hooks``), not
+    the MLP-output or attention-z hooks of the ``-mlp``/``-att`` releases."""
     families = {}
     for release, info in sae_lens_releases().items():
+        if not _RESIDUAL_RELEASE.search(release):
+            continue
         groups: dict[str, int] = {}
         for entry in info["saes"]:
             match = _GENERATED_ID.match(entry["id"])
@@ -51,16 +56,23 @@ def generated_families() -> dict[str, Family]:
             name = f"{release}/{prefix}"
             members = members_from_sae_lens_release(release, f"^{re.escape(prefix)}/average_l0_(\\d+)$")
             layer = int(re.search(r"layer_(\d+)", prefix).group(1))
-            saes = LoadedSAEs(members, d_in=0, width=_width_of_label(prefix), model=info["model"],
-                              hook=f"layer {layer}", architecture="jumprelu", origin="sae_lens_release", layer=layer)
+            saes = LoadedSAEs(members, d_in=0, width=width_of_label(prefix), model=info["model"],
+                              hook=f"blocks.{layer}.hook_resid_post", architecture="jumprelu",
+                              origin="sae_lens_release", layer=layer)
             families[name] = loaded_family(name, f"{release} {prefix}", saes)
     return families
 
 
-def _width_of_label(prefix: str) -> int:
-    """``width_16k`` -> 16384."""
+# Residual-stream releases (Gemma Scope ``-res``, ``-res-canonical`` has no average_l0 ids anyway)
+_RESIDUAL_RELEASE = re.compile(r"-res(-|$)")
+
+
+def width_of_label(prefix: str) -> int:
+    """``width_16k`` -> 16384, ``width_65k`` -> 65536, ``width_1m`` -> 1048576: the labels round powers of two
+    (65k is 2**16 = 65,536, not 65 * 1024), so the width is the power of two nearest the label."""
     label = re.search(r"width_(\d+)([km]?)", prefix)
-    return int(label.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[label.group(2)]
+    approximate = int(label.group(1)) * {"": 1, "k": 1000, "m": 1000 * 1000}[label.group(2)]
+    return 2 ** round(math.log2(approximate))
 
 
 def resolve(name_or_path: str, device: str = "cpu", activation_overrides: dict | None = None) -> Family:

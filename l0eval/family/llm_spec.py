@@ -200,7 +200,9 @@ def _revision(spec: dict, key: str) -> str:
 def _heldout_sequences(spec: dict, sequences: int, batch_sequences: int) -> int:
     """The held-out part starts on a cache shard boundary (shards of ``batch_sequences``), leaving at least one
     shard to train on."""
-    heldout = number(spec.get("heldout_sequences", 0), "activations.heldout_sequences", sequences - batch_sequences)
+    if "heldout_sequences" not in spec:
+        return 0
+    heldout = number(spec["heldout_sequences"], "activations.heldout_sequences", max(0, sequences - batch_sequences))
     if heldout and (sequences - heldout) % batch_sequences:
         raise SpecError(f"'activations.heldout_sequences' must leave a multiple of 'activations.batch_sequences' "
                         f"({batch_sequences}, the cache's shard size) to train on, got {heldout} of {sequences}")

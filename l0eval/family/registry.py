@@ -47,6 +47,7 @@ class LoadedMember:
     format: str  # one of FORMATS
     path: str  # folder inside the repo, or a local folder when repo_id and release are None
     repo_id: str | None = None
+    seed: int = 0  # the seed replicate, where the family publishes several per L0 (registry `seeds`)
     release: str | None = None  # sae-lens release name (format "sae_lens_release")
     converter: str | None = None  # the release's sae-lens conversion_func (None: native SAELens format)
     trained_here: bool = False  # filled in by `l0eval train` on this family's activations
@@ -86,6 +87,7 @@ class LoadedSAEs(MemberSource):
     origin: str = "user"  # the registry entry's source format, "sae_lens_release" or "user"
     layer: int | None = None
     build: str = ""  # the command that creates the members (family files' `build:`), for `l0eval families`
+    verified: bool = True  # registry families: every member folder checked against the published repository
 
     @property
     def download_bytes(self) -> int:
@@ -106,7 +108,7 @@ class LoadedSAEs(MemberSource):
         from l0eval.saes.loaders import load_family
 
         saes = load_family(family.name, self.saes, self.d_in, job.device)
-        members = [MemberInfo(m.id, m.nominal_l0, trained_here=m.trained_here) for m in self.saes]
+        members = [MemberInfo(m.id, m.nominal_l0, seed=m.seed, trained_here=m.trained_here) for m in self.saes]
         return Obtained(saes, members, NOT_TRAINED)
 
     def subset(self, ids: list[str]) -> MemberSource:
@@ -150,7 +152,9 @@ class LoadedSAEs(MemberSource):
 
         lines = [f"{family.name}: {family.description}",
                  f"model {self.model}, hook {self.hook}, d_in {self.d_in}, width {self.width}, "
-                 f"{self.architecture}, source {self.origin}", ""]
+                 f"{self.architecture}, source {self.origin}",
+                 *([] if self.verified else ["member folders follow the publisher's documented layout, not all "
+                                             "seen on the hub (verified: false; see docs)"]), ""]
         for member in self.saes:
             where = member.path if member.is_local else f"{member.release or member.repo_id}:{member.path}"
             l0 = "-" if member.nominal_l0 is None else f"{member.nominal_l0:g}"
@@ -163,7 +167,8 @@ class LoadedSAEs(MemberSource):
 
         l0s = self.l0_range()
         cached = sum(is_cached(m) for m in self.saes)
-        return [self.model, str(self.layer), str(self.width), self.architecture, str(len(self.saes)),
+        layer = "-" if self.layer is None else str(self.layer)
+        return [self.model, layer, str(self.width), self.architecture, str(len(self.saes)),
                 f"{l0s[0]:g}-{l0s[1]:g}" if l0s else "from config",
                 size_text(self.download_bytes) if self.d_in else "?", f"{cached}/{len(self.saes)}"]
 
@@ -174,6 +179,8 @@ class LoadedSAEs(MemberSource):
             sae = load_member(member, self.d_in or None)
             yield (f"{member.id}: {sae.cfg.architecture()} d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} "
                    f"nominal L0 {member.nominal_l0 if member.nominal_l0 is not None else '-'}  ok")
+        if family.activations is not None:
+            yield from family.activations.download()
 
     def needs(self, family: Family) -> list:
         from l0eval.family.readiness import loaded_needs
@@ -198,6 +205,17 @@ def _members_from_trainers(raw: dict, where: str) -> tuple[LoadedMember, ...]:
     return tuple(LoadedMember(id=f"trainer_{i}", nominal_l0=l0, format=raw["source"], path=raw["path"].format(i=i),
                               repo_id=raw["repo_id"])
                  for i, l0 in zip(trainers, nominal))
+
+
+def _members_from_grid(raw: dict, where: str) -> tuple[LoadedMember, ...]:
+    """SAELens-format folders ``path`` at every (L0, seed) of the grid (``{l0}`` and ``{seed}`` in ``path``)."""
+    l0s = number_list(raw["l0"], f"{where}.l0")
+    seeds = number_list(raw["seeds"], f"{where}.seeds")
+    if "{l0}" not in raw["path"] or ("{seed}" not in raw["path"] and len(seeds) > 1):
+        raise SpecError(f"'{where}.path' must contain {{l0}} (and {{seed}} for several seeds), got {raw['path']!r}")
+    return tuple(LoadedMember(id=f"l0-{l0:g}_seed-{seed}", nominal_l0=float(l0), format="sae_lens",
+                              path=raw["path"].format(l0=l0, seed=seed), repo_id=raw["repo_id"], seed=seed)
+                 for seed in seeds for l0 in l0s)
 
 
 @cache
@@ -236,9 +254,12 @@ def members_from_sae_lens_release(release: str, id_regex: str) -> tuple[LoadedMe
 _REGISTRY_KEYS = {"name", "description", "model", "hook", "layer", "d_in", "width", "architecture", "source"}
 # the keys each kind of registry source needs beside those
 _REGISTRY_SOURCE_KEYS = {"sae_lens_release": {"release", "id_regex"},
-                         "dictionary_learning": {"repo_id", "path", "trainers"}}
-# `activations`: overrides of the model profile's fields for this family (l0eval/family/profiles.py)
-_REGISTRY_OPTIONAL = {"layer", "nominal_l0", "activations"}
+                         "dictionary_learning": {"repo_id", "path", "trainers"},
+                         "sae_lens_grid": {"repo_id", "path", "l0", "seeds"}}
+# `activations`: a source as in a family file (a synthetic world), or overrides of the model profile's fields
+# (l0eval/family/profiles.py); `verified` says whether every member folder was
+# checked against the published repository (false: the layout is documented but not every folder was seen)
+_REGISTRY_OPTIONAL = {"layer", "nominal_l0", "activations", "verified"}
 
 
 def _family_from_registry_entry(raw: Any, where: str, device: str = "cpu",
@@ -251,27 +272,36 @@ def _family_from_registry_entry(raw: Any, where: str, device: str = "cpu",
     name = family_name(raw["name"], f"{where}.name")
     if source == "sae_lens_release":
         members = members_from_sae_lens_release(raw["release"], raw["id_regex"])
+    elif source == "sae_lens_grid":
+        members = _members_from_grid(raw, where)
     else:
         members = _members_from_trainers(raw, where)
     layer = raw.get("layer")
+    if not isinstance(raw.get("verified", True), bool):
+        raise SpecError(f"'{where}.verified' must be true or false")
     saes = LoadedSAEs(members, d_in=number(raw["d_in"], f"{where}.d_in"), width=number(raw["width"], f"{where}.width"),
                       model=str(raw["model"]), hook=str(raw["hook"]), architecture=str(raw["architecture"]),
-                      origin=source, layer=None if layer is None else number(layer, f"{where}.layer"))
-    return loaded_family(name, str(raw["description"]), saes, _profiled(raw, where, device, overrides or {}))
+                      origin=source, layer=None if layer is None else number(layer, f"{where}.layer"),
+                      verified=raw.get("verified", True))
+    return loaded_family(name, str(raw["description"]), saes, _activations(raw, where, device, overrides or {}))
 
 
-def _profiled(raw: dict, where: str, device: str, overrides: dict[str, Any]) -> ActivationSource | None:
-    """The family's activations: its model's profile, the entry's `activations`, then the command line's."""
+def _activations(raw: dict, where: str, device: str, overrides: dict[str, Any]) -> ActivationSource | None:
+    """The entry's own activation source (one it names, e.g. a synthetic world), else its model's profile with
+    the entry's `activations` then the command line's (`--activations`) as overrides."""
     from l0eval.family.profiles import model_profiles, profiled_activations
+    from l0eval.family.sources import registered_sources
 
-    profile = model_profiles().get(str(raw["model"]))
     entry = raw.get("activations", {})
     if not isinstance(entry, dict):
-        raise SpecError(f"'{where}.activations' must be a mapping of model-profile fields")
-    if profile is None:
-        if entry or overrides:
-            raise SpecError(f"'{where}': model '{raw['model']}' has no profile in model_profiles.yaml to override")
-        return None
+        raise SpecError(f"'{where}.activations' must be a mapping")
+    profile = model_profiles().get(str(raw["model"]))
+    if profile is None or set(entry) & set(registered_sources()):
+        if overrides:
+            raise SpecError(f"'{where}': --activations overrides a model profile (model_profiles.yaml), and model "
+                            f"'{raw['model']}' has none here")
+        return parse_activations(entry, SourceContext(HUB_REGISTRY.parent, str(raw["hook"]), str(raw["model"]),
+                                                      f"{where}.activations"))
     return profiled_activations(profile, str(raw["hook"]), device, entry, overrides)
 
 
@@ -318,7 +348,7 @@ def hub_family(name: str, device: str = "cpu", overrides: dict[str, Any] | None 
 # ---------------------------------------------------------------------------------------------
 # User-defined SAE families (kind: saes)
 
-_MEMBER_KEYS = {"id", "path", "repo_id", "release", "format", "nominal_l0", "cfg_overrides"}
+_MEMBER_KEYS = {"id", "path", "repo_id", "release", "format", "nominal_l0", "cfg_overrides", "seed"}
 
 
 def _parse_member(raw: Any, index: int, base: Path) -> LoadedMember:
@@ -344,7 +374,8 @@ def _parse_member(raw: Any, index: int, base: Path) -> LoadedMember:
     if release is not None:  # `path` is the SAE's id in the release: where it lives comes from sae-lens
         return _release_member(str(release), path, str(member.get("id", path)), nominal, overrides, where)
     return LoadedMember(id=str(member.get("id", Path(path).name)), nominal_l0=nominal, format=fmt, path=path,
-                        repo_id=repo_id, release=release, cfg_overrides=overrides)
+                        repo_id=repo_id, release=release, cfg_overrides=overrides,
+                        seed=number(member.get("seed", 0), f"{where}.seed"))
 
 
 def _release_member(release: str, sae_id: str, member_id: str, nominal: float | None, overrides: dict,

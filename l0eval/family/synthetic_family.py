@@ -3,6 +3,8 @@ world as an activation source (``activations: {synthetic: NAME}`` evaluates load
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +21,10 @@ from l0eval.family.model import (
     TrainingOverrides,
 )
 from l0eval.family.sources import SourceContext
-from l0eval.family.synthetic_spec import KIND, SyntheticFamilySpec, parse_synthetic_family
+from l0eval.family.synthetic_spec import KIND, SyntheticFamilySpec, parse_synthetic_family, parse_world
 from l0eval.family.toy_family import TrainedHereMembers, overridden
 from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, read_yaml_file
+from l0eval.family.validation import check_keys
 
 # What a synthetic world's selectors are judged against (l0eval.runs.synthetic.targets measures each)
 WORLD_TRUTH = GroundTruth("true_l0", None, "feature_recovery",
@@ -93,6 +96,16 @@ class WorldActivations(ActivationSource):
 
         return evaluate_on_world(self.spec, family, obtained, job)
 
+    def check_reachable(self) -> None:
+        from l0eval.activations.synthetic import check_world_reachable
+
+        check_world_reachable(self.spec.world, self.name.split("@")[0])
+
+    def download(self) -> Iterator[str]:
+        from l0eval.activations.synthetic import download_world
+
+        yield download_world(self.spec.world)
+
 
 def synthetic_spec_by_name(name: str) -> SyntheticFamilySpec:
     """A built-in synthetic family's spec."""
@@ -104,13 +117,33 @@ def synthetic_spec_by_name(name: str) -> SyntheticFamilySpec:
 
 
 def parse_synthetic_activations(value: Any, context: SourceContext) -> WorldActivations:
-    """``activations: {synthetic: NAME}``: a built-in synthetic family's world and evaluation set."""
-    if not isinstance(value, str) or not value:
-        raise SpecError(f"'{context.where}' must name a synthetic family (e.g. synthsaebench-1k), got {value!r}")
+    """``activations: {synthetic: NAME}``: a built-in synthetic family's world and evaluation set; or
+    ``{synthetic: {family: NAME, world: WORLD}}``: that family's evaluation set and selectors on another world
+    (``world`` as in a synthetic family file: a ``config`` or a ``hub`` copy), e.g. the published copy of the
+    world that a hub family's SAEs were trained on; ``family`` may also be a ``kind: synthetic`` file."""
     try:
+        if isinstance(value, dict):
+            check_keys(value, {"family", "world"}, "", required={"family", "world"})
+            spec = dataclasses.replace(_named_or_file(value["family"], context), world=parse_world(value["world"]))
+            return WorldActivations(f"{value['family']}@{spec.world.hub or spec.world.key}", spec)
+        if not isinstance(value, str) or not value:
+            raise SpecError(f"must name a synthetic family (e.g. synthsaebench-1k), got {value!r}")
         return WorldActivations(value, synthetic_spec_by_name(value))
     except SpecError as exc:
         raise SpecError(f"'{context.where}': {exc}") from exc
+
+
+def _named_or_file(value: Any, context: SourceContext) -> SyntheticFamilySpec:
+    """A built-in synthetic family by name, or a ``kind: synthetic`` file (relative to the family file)."""
+    if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+        path = context.base / value
+        raw = read_yaml_file(path)
+        if not isinstance(raw, dict) or raw.get("kind") != KIND:
+            raise SpecError(f"{path} is not a synthetic family file (kind: {KIND})")
+        return parse_synthetic_family(raw, str(path))
+    if not isinstance(value, str):
+        raise SpecError(f"'family' must name a synthetic family or its file, got {value!r}")
+    return synthetic_spec_by_name(value)
 
 
 def synthetic_family(spec: SyntheticFamilySpec) -> Family:

@@ -106,6 +106,7 @@ FIELDS: dict[str, Interval] = {
     "d_in": POSITIVE_INT,
     "width": NON_NEGATIVE_INT,
     "members[].nominal_l0": POSITIVE,
+    "members[].seed": NON_NEGATIVE_INT,
     "activations.context": Interval(integer=True, low=2),
     "activations.sequences": POSITIVE_INT,
     "activations.batch_sequences": POSITIVE_INT,
@@ -117,6 +118,8 @@ FIELDS: dict[str, Interval] = {
     "families[].layer": NON_NEGATIVE_INT,
     "families[].trainers[]": NON_NEGATIVE_INT,
     "families[].nominal_l0[]": POSITIVE,
+    "families[].l0[]": POSITIVE,
+    "families[].seeds[]": NON_NEGATIVE_INT,
 }
 
 

@@ -29,6 +29,20 @@ FORMULAS = {
     "sparse_probing": "sae-probes run_sae_evals (setting 'normal'): mean test F1 over datasets of top-k L1 probes",
     "saebench_probing": "SAEBench sparse_probing: top-k L2 probe test accuracy, mean over classes then datasets",
     "absorption": "SAEBench absorption_first_letter: mean over letters passing the ground-truth probe",
+    # SAEBench's published results (l0eval.downstream.saebench_targets): their numbers, their formulas
+    "saebench_core_published": (
+        "SAEBench core as published: sparsity.l0; variance_explained = explained_variance_legacy (files before "
+        "SAEBench 3b58c67, 2025-03-07: their explained_variance), 1 - per-token squared error over the squared "
+        "deviation from the batch mean; mse per token over the batch's tokens; ce_loss_score, kl_div_score as "
+        "SAEBench computes them; -1 read as null"),
+    "saebench_published_probing": (
+        "SAEBench sparse_probing as published: sae_top_1_test_accuracy (top-1 latent by mean difference, L2 logistic "
+        "regression), mean over classes then datasets"),
+    "saebench_published_sae_probes": (
+        "SAEBench sparse_probing_sae_probes as published: sae_top_1_test_f1, mean over the sae-probes datasets"),
+    "saebench_published_absorption": (
+        "SAEBench absorption_first_letter as published: mean_absorption_fraction_score, mean_full_absorption_score "
+        "over letters passing the ground-truth probe"),
     "synthetic_ground_truth": ("synthetic_ground_truth/1: sae_lens.synthetic.evals.eval_sae_on_synthetic_data on "
                                "the evaluation set (BatchTopK over all of it)"),
 }
@@ -82,6 +96,17 @@ _METRICS = (
     Metric("sparse_probing_k16", "sparse_probing_k16", "sparse_probing", True, target=True),
     Metric("absorption_fraction", "absorption_fraction", "absorption", False, target=True),
     Metric("full_absorption", "full_absorption", "absorption", False, target=True),
+    # SAEBench's published numbers (`l0eval run --targets saebench`), each a target of its own
+    Metric("saebench_sparse_probing_k1", "SAEBench sparse probing top-1 accuracy (published)",
+           "saebench_published_probing", True, target=True),
+    Metric("saebench_sae_probes_k1", "SAEBench sae-probes top-1 F1 (published)", "saebench_published_sae_probes",
+           True, target=True),
+    Metric("saebench_absorption_fraction", "SAEBench absorption fraction (published)", "saebench_published_absorption",
+           False, target=True),
+    Metric("saebench_full_absorption", "SAEBench full absorption (published)", "saebench_published_absorption", False,
+           target=True),
+    Metric("saebench_explained_variance", "explained variance (SAEBench's own field, published)",
+           "saebench_core_published", True),
 )
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in _METRICS}

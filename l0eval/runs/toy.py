@@ -230,7 +230,10 @@ def _paper_reference_checks(spec: FamilySpec, model: ToyModel, members: list[Toy
     1. The ground-truth SAE at each k (trained SAEs beat it at k < true L0: better reconstruction, wrong features).
     2. The SAE trained at the true L0 run at a lower k, vs the SAE trained at that k (the "MSE 2.73 vs 4.88" test).
     """
-    ground_truth = [{"l0": k, **_reconstruction(ground_truth_sae(model, k), x)} for k in spec.sae.k_values]
+    # the ground-truth SAE has one latent per true feature: it cannot keep more than n_features of them
+    # (sweep-wide's grid runs past its 30 features, its SAEs being wider)
+    ground_truth = [{"l0": k, **_reconstruction(ground_truth_sae(model, k), x)} for k in spec.sae.k_values
+                    if k <= spec.toy.n_features]
     true_k = float(round(spec.toy.true_l0))
     forced = []
     seed0 = spec.training.seeds[0]

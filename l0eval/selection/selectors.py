@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from kneed import KneeLocator
 
 # The paper's LLM setting, n = 12000 for width 32768: the default n for s_n^dec when a family names none.
 DEFAULT_N_OVER_WIDTH = 12000 / 32768
@@ -28,10 +27,15 @@ class Selector:
     pick: Callable[[pd.DataFrame], float | None]
     label: str = "proxy"  # proxy | oracle | post_hoc | baseline (docs/selectors.md)
     needs: tuple[str, ...] = ()  # metric columns that files from before the metric existed lack
+    reads: str = ""  # a column prefix: the rule reads columns named so, and none exist where it never ran
 
     def applies_to(self, table: pd.DataFrame) -> bool:
         """False where the table never measured what this rule reads (not run, rather than undecided)."""
-        return all(column in table for column in self.needs)
+        return (all(column in table for column in self.needs)
+                and (not self.reads or any(str(column).startswith(self.reads) for column in table)))
+
+
+SND = "s_n_dec@"  # the prefix of every s_n^dec column (``snd_column``)
 
 
 def snd_column(n: float, metric: str = "s_n_dec") -> str:
@@ -74,6 +78,9 @@ def kneedle_knee(column: str = "variance_explained") -> Callable[[pd.DataFrame],
     the L0 after which more active latents buy little extra reconstruction."""
 
     def pick(table: pd.DataFrame) -> float | None:
+        from kneed import KneeLocator  # here, not at the top: it imports scipy.signal and matplotlib (~2 s), and
+        # listing families imports this module for its constants
+
         rows = _finite_rows(table, column).sort_values("l0")
         if len(rows) < 3:
             return None
@@ -242,25 +249,25 @@ def default_selectors(snd_n: Sequence[float], canonical_target: float = 100.0,
     selectors = [Selector(f"argmin_s_n_dec@{snd_column(n).split('@')[1]}",
                           f"L0 minimising the nth decoder projection, n={n:g}"
                           + (" (oracle: n set from the true L0)" if hand_n_oracle else ""),
-                          argmin_of(snd_column(n)), hand_label)
+                          argmin_of(snd_column(n)), hand_label, reads=SND)
                  for n in snd_n]
     if width is not None:
         paper_n = width_fraction_n(width, DEFAULT_N_OVER_WIDTH)
         selectors += [
             Selector("argmin_s_n_dec@paper_ratio", f"L0 minimising s_n^dec at the paper's n/width = 12000/32768 "
-                     f"(n={paper_n})", argmin_of(snd_column(paper_n))),
+                     f"(n={paper_n})", argmin_of(snd_column(paper_n)), reads=SND),
             Selector("argmin_s_n_dec@paper_ratio_alive", f"as argmin_s_n_dec@paper_ratio over live latents only "
                      f"(n={paper_n})", argmin_of(snd_column(paper_n, "s_n_dec_alive")),
                      needs=(snd_column(paper_n, "s_n_dec_alive"),)),
             Selector("s_n_dec_width_aggregate", "argmin of s_n^dec min-max normalised and averaged over n/width "
-                     f"in {list(SND_WIDTH_FRACTIONS)}", snd_width_aggregate(width)),
+                     f"in {list(SND_WIDTH_FRACTIONS)}", snd_width_aggregate(width), reads=SND),
         ]
     selectors += [
         Selector("s_n_dec_self_consistent", "smallest L0 k that minimises s_n^dec at n = floor(k) + 1",
-                 snd_self_consistent),
+                 snd_self_consistent, reads=SND),
         Selector("s_n_dec_self_consistent_interior", "as s_n_dec_self_consistent, ignoring argmins at either end "
                  "of the L0 grid (post-hoc: added after the toy sweep showed boundary fixed points)",
-                 functools.partial(snd_self_consistent, interior=True), "post_hoc"),
+                 functools.partial(snd_self_consistent, interior=True), "post_hoc", reads=SND),
         Selector("argmin_c_dec", "L0 minimising mean |cos| between decoder rows", argmin_of("c_dec")),
         Selector("argmin_c_dec_alive", "L0 minimising mean |cos| between the decoder rows of live latents",
                  argmin_of("c_dec_alive"), needs=("c_dec_alive",)),

@@ -125,10 +125,23 @@ def _absorption_units(field: str) -> Callable[[dict], dict | None]:
     return units
 
 
+# SAEBench's published numbers as targets (``l0eval run --targets saebench``), units under saes[].downstream.saebench
+PUBLISHED_TARGETS = ("saebench_sparse_probing_k1", "saebench_sae_probes_k1", "saebench_absorption_fraction",
+                     "saebench_full_absorption")
+
+
+def _published_units(column: str) -> Callable[[dict], dict | None]:
+    def units(entry: dict) -> dict | None:
+        return entry.get("downstream", {}).get("saebench", {}).get("units", {}).get(column)
+
+    return units
+
+
 # Each target's resampling units per SAE (their mean is the metric): sparse-probing datasets, absorption letters.
 TARGET_UNITS = {"sparse_probing_k1": _probing_units(1), "sparse_probing_k16": _probing_units(16),
                 "absorption_fraction": _absorption_units("mean_absorption_fraction"),
-                "full_absorption": _absorption_units("full_absorption_rate")}
+                "full_absorption": _absorption_units("full_absorption_rate"),
+                **{column: _published_units(column) for column in PUBLISHED_TARGETS}}
 
 
 def resampled_target_l0s(results: dict, column: str, higher: bool, design: BootstrapDesign) -> tuple | None:
