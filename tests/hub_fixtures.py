@@ -147,7 +147,7 @@ def tiny_gpt_neox_files(tmp: Path, hidden_size: int, layers: int) -> dict[str, b
 
 def registry_family_hub(cache_dir: Path, family, hidden_size: int = 768) -> None:
     """``family`` (a registry family of dictionary_learning TopK trainers) runnable offline from ``cache_dir``
-    with ``FIXTURE_OVERRIDES``: SAEs of width 64, the model (enough layers for the family's hook), the corpus."""
+    with ``FIXTURE_OVERRIDES``: SAEs as the registry entry declares them (width, k), the model (enough layers for the family's hook), the corpus."""
     import tempfile
 
     from test_activations import TEXTS
@@ -155,8 +155,8 @@ def registry_family_hub(cache_dir: Path, family, hidden_size: int = 768) -> None
     saes = family.members
     for index, member in enumerate(saes.saes):
         add_repo_files(cache_dir, member.repo_id,
-                       dictionary_learning_files(member.path, "AutoEncoderTopK", saes.d_in, 64,
-                                                 k=int(member.nominal_l0) // 10, seed=index, layer=saes.layer))
+                       dictionary_learning_files(member.path, "AutoEncoderTopK", saes.d_in, saes.width,
+                                                 k=int(member.nominal_l0), seed=index, layer=saes.layer))
     with tempfile.TemporaryDirectory() as folder:
         add_repo_files(cache_dir, FIXTURE_MODEL, tiny_gpt_neox_files(Path(folder), hidden_size, saes.layer + 1))
     corpus = "".join(json.dumps({"text": text}) + "\n" for text in TEXTS)
