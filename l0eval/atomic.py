@@ -33,7 +33,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         raise L0EvalError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from exc
     _remove_stale_temps(path)
-    tmp = path.parent / f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp"
+    tmp = temp_path(path)
     try:
         yield tmp
         _die_here_if_asked(path, tmp)
@@ -49,6 +49,11 @@ def replacing(path: str | Path) -> Iterator[Path]:
     _fsync_folder(path.parent)
 
 
+def temp_path(path: Path) -> Path:
+    """The temp file this process writes ``path``'s new content to before renaming it over ``path``."""
+    return path.parent / f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp"
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     with replacing(path) as tmp:
         tmp.write_bytes(data)
@@ -62,6 +67,16 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, payload: object) -> Path:
     """``payload`` as indented JSON (NaN refused: JSON has none)."""
     return write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def write_torch(path: str | Path, payload: object) -> Path:
+    """``torch.save(payload)`` to ``path``, through a file object: torch's own writer reports a full disk
+    as a RuntimeError ("unexpected pos"), a file object as the OSError (ENOSPC) it is."""
+    import torch
+
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+    return Path(path)
 
 
 def _die_here_if_asked(path: Path, tmp: Path) -> None:

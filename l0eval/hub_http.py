@@ -1,6 +1,7 @@
-"""Bounded hub requests: every huggingface_hub request gets a connect and a read timeout, and
-connection failures are retried with backoff, so a hub that is down, or that accepts connections
-and never answers, ends in one line naming the endpoint instead of a hang.
+"""Bounded hub requests: every huggingface_hub request gets a connect and a read timeout, and both
+failed connections and answers that did not come in time are retried with backoff, so a hub that
+is down, slow for a moment, or that accepts connections and never answers, ends in one line naming
+the endpoint instead of a hang.
 
 huggingface_hub's default client has no timeout of its own (its calls pass one only for some
 requests), so the client it shares is built here (``set_client_factory``, its documented hook) from
@@ -10,7 +11,13 @@ its default one, adding the bounds. The read timeout is huggingface_hub's own se
 
 from __future__ import annotations
 
-CONNECT_RETRIES = 3  # httpx's transport retries failed connections with exponential backoff (0.5 s, 1 s, 2 s)
+import time
+
+import httpx2  # huggingface_hub's HTTP client library, imported with it anyway
+
+CONNECT_RETRIES = 3  # httpx's transport retries failed connections with backoff (at once, then after 0.5 s and 1 s)
+READ_RETRY_DELAYS = (0.5, 1.0)  # seconds before each new attempt of a request whose answer timed out
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})  # sent again without harm; an upload is not
 _configured = False
 
 
@@ -21,12 +28,29 @@ def bound_hub_requests() -> None:
         return
     import huggingface_hub
 
-    huggingface_hub.set_client_factory(_bounded_client)
+    huggingface_hub.set_client_factory(bounded_client)
     _configured = True
 
 
-def _bounded_client():
-    import httpx2
+class RetryingTransport(httpx2.HTTPTransport):
+    """httpx's transport (with its connection retries) that also sends an idempotent request again when
+    its answer did not begin within the read timeout. A body that stalls later, mid-download, is left
+    to huggingface_hub, which resumes downloads itself."""
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        delays = iter(READ_RETRY_DELAYS if request.method in IDEMPOTENT else ())
+        while True:
+            try:
+                return super().handle_request(request)
+            except httpx2.ReadTimeout:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+
+def bounded_client() -> httpx2.Client:
+    """huggingface_hub's default client with timeouts on every request and the retrying transport."""
     from huggingface_hub import constants
     from huggingface_hub.utils import _http  # the default factory set_client_factory replaces: kept, wrapped
 
@@ -41,6 +65,6 @@ def _bounded_client():
     hooks = default.event_hooks
     client = httpx2.Client(event_hooks={**hooks, "request": [*hooks.get("request", []), fill_timeouts]},
                            follow_redirects=True, timeout=timeout,
-                           transport=httpx2.HTTPTransport(retries=CONNECT_RETRIES))
+                           transport=RetryingTransport(retries=CONNECT_RETRIES))
     default.close()
     return client

@@ -24,6 +24,14 @@ def device() -> str:
 
 
 @pytest.fixture
+def cli(monkeypatch, capfd, caplog):
+    """``cli(argv, env={}, cwd=None) -> CliRun``: the CLI run in this process (tests/cli_runs.py)."""
+    from cli_runs import in_process
+
+    return lambda argv, env=None, cwd=None: in_process(argv, env or {}, cwd, monkeypatch, capfd, caplog)
+
+
+@pytest.fixture
 def hf_cache(tmp_path, monkeypatch):
     """A private huggingface_hub cache, offline: nothing can be fetched, only read from the cache."""
     cache = tmp_path / "hf-cache"

@@ -1,20 +1,24 @@
-"""Bad and hostile inputs, each through the real CLI in a subprocess: exit 2, exactly one stderr line
+"""Bad and hostile inputs through the real CLI entry point: exit 2, exactly one stderr line
 `l0eval: error: ...`, no traceback, and nothing written to the results folder or the cache.
 
-Every case is refused before any training or model pass, so the whole table runs in seconds per case.
+Every case runs in this process through ``l0eval.cli.main(argv)`` (tests/cli_runs.py: stderr at the
+file-descriptor level, printed warnings and log records count as lines), with its own environment,
+working folder and Hugging Face cache. A few representative cases (SUBPROCESS_CASES) also run as
+``python -m l0eval.cli`` in a fresh process, where the environment is read at import and nothing is
+shared with the test process.
+Every case is refused before any training or model pass.
 """
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_runs import CliRun, in_a_fresh_process
 from hub_fixtures import random_weights
 
-REPO = Path(__file__).parent.parent
+from l0eval.atomic import temp_path
 
 TOY = {"name": "tiny", "kind": "toy",
        "toy": {"n_features": 8, "d_model": 16, "probabilities": {"linear": {"high": 0.5, "low": 0.2}},
@@ -218,22 +222,63 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, setup, argv, env, expected", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, case, setup, argv, env, expected):
+# cases that also run in a fresh `python -m l0eval.cli` process: the spec reader, an environment variable read
+# at start, huggingface_hub's offline mode read at its import, a library error through the top-level guard
+SUBPROCESS_CASES = ("spec-not-utf8", "cache-empty", "hub-member-offline", "cfg-json-garbage")
+def prepared(tmp_path, setup, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The case's argv and environment with its input made under ``tmp_path/inputs``."""
     value = setup(tmp_path / "inputs")
-    out, cache = tmp_path / "out", tmp_path / "cache"
     argv = [arg.replace("{x}", value) for arg in argv]
     if argv[0] == "run" and "--out" not in argv:
-        argv += ["--out", str(out)]
-    environment = {**os.environ, "L0EVAL_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-                   "HF_HUB_CACHE": str(tmp_path / "hf-cache"), "PYTHONPATH": str(REPO),
+        argv += ["--out", str(tmp_path / "out")]
+    environment = {"L0EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+                   "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
                    **{key: item.replace("{x}", value) for key, item in env.items()}}
-    done = subprocess.run([sys.executable, "-m", "l0eval.cli", *argv], capture_output=True, text=True,
-                          env=environment, cwd=tmp_path, timeout=240)
-    lines = done.stderr.splitlines()
-    assert done.returncode == 2, (case, done.returncode, done.stderr[-2000:])
-    assert len(lines) == 1 and lines[0].startswith("l0eval: error: "), (case, done.stderr[-2000:])
-    assert "Traceback" not in done.stderr and "--debug" not in done.stderr
+    return argv, environment
+
+
+def assert_one_line_exit_2_nothing_written(tmp_path, case, run: CliRun, expected) -> None:
+    code, lines, shown = run.code, run.lines, run.stderr[-2000:]
+    assert code == 2, (case, code, shown)
+    assert len(lines) == 1 and lines[0].startswith("l0eval: error: "), (case, shown)
+    assert "Traceback" not in lines[0] and "--debug" not in lines[0]
     assert expected in lines[0], (case, lines[0])
-    assert not out.exists() and not cache.exists(), f"{case}: something was written"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists(), f"{case}: something was written"
     assert not (tmp_path / "hf-cache").exists()
+
+
+@pytest.mark.parametrize("case, setup, argv, env, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, cli, case, setup, argv, env, expected):
+    argv, environment = prepared(tmp_path, setup, argv, env)
+    assert_one_line_exit_2_nothing_written(tmp_path, case, cli(argv, environment, cwd=tmp_path), expected)
+
+
+@pytest.mark.parametrize("case, setup, argv, env, expected", [c for c in CASES if c[0] in SUBPROCESS_CASES],
+                         ids=[c[0] for c in CASES if c[0] in SUBPROCESS_CASES])
+def test_bad_input_in_a_fresh_process(tmp_path, case, setup, argv, env, expected):
+    argv, environment = prepared(tmp_path, setup, argv, env)
+    run = in_a_fresh_process(argv, environment, cwd=tmp_path, timeout=240)
+    assert_one_line_exit_2_nothing_written(tmp_path, case, run, expected)
+
+
+def full_disk_at(path: Path) -> None:
+    """This process's next write of ``path`` goes to /dev/full, where the kernel answers ENOSPC as on a full disk:
+    the atomic writer's temp file for it is made a symbolic link there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink("/dev/full", temp_path(path))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, cli):
+    from test_leaderboard import family_results
+
+    from l0eval.results import write_json
+
+    results, out = tmp_path / "results", tmp_path / "leaderboard"
+    write_json(results / "toy-a.json", family_results("toy-a", [2, 4, 8, 16], 8))
+    full_disk_at(out / "README.md")  # the first file `leaderboard` writes
+    environment = {"L0EVAL_CACHE": str(tmp_path / "cache"), "HF_HUB_CACHE": str(tmp_path / "hf-cache")}
+    run = cli(["leaderboard", "--results", str(results), "--out", str(out), "--resamples", "5", "--no-screenshots"],
+              environment)
+    assert (run.code, run.lines) == (2, [f"l0eval: error: cannot write {out / 'README.md'}: No space left on device"])
+    assert not list(out.iterdir()), "a file (or the temp file) of the failed write was left"

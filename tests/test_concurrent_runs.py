@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from filelock import FileLock
 from same_results import assert_same_results
@@ -18,6 +19,7 @@ from l0eval.saes import store
 REPO = Path(__file__).parent.parent
 
 
+@pytest.mark.slow  # two CLI processes, one trains a toy family
 def test_a_second_run_of_the_same_family_waits_and_reuses_the_first_ones_saes(tmp_path, monkeypatch):
     family = tmp_path / "tiny-kill.yaml"
     family.write_text(yaml.safe_dump(FAMILY))

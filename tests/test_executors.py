@@ -30,6 +30,10 @@ def ray_cluster():
     ray.shutdown()
 
 
+# the LLM family's downstream metrics (probing, its baselines) on one sae-probes dataset instead of the CPU subset
+ONE_PROBE_DATASET = ("--probe-datasets", "119_us_state_TX")
+
+
 def read(path):
     return json.loads(path.read_text())
 
@@ -63,12 +67,13 @@ def run(tmp_path, monkeypatch, cache, out, family_paths, *extra):
     return main(args)
 
 
+@pytest.mark.slow  # a local Ray cluster and the local executor, end to end
 def test_ray_gives_the_local_results_and_resumes_from_records(ray_cluster, tmp_path, monkeypatch, capsys):
     paths = families(tmp_path)
-    assert run(tmp_path, monkeypatch, "cache-local", "local", paths, "--quiet") == 0
+    assert run(tmp_path, monkeypatch, "cache-local", "local", paths, "--quiet", *ONE_PROBE_DATASET) == 0
     budget = one_sae_per_shard_gb(paths[2])
     assert run(tmp_path, monkeypatch, "cache-ray", "ray", paths, "--executor", "ray",
-               "--unit-memory-gb", str(budget)) == 0
+               "--unit-memory-gb", str(budget), *ONE_PROBE_DATASET) == 0
     progress = capsys.readouterr().err
     assert "0/13 SAEs already recorded" in progress
     assert all(f"tiny-llm-family[{i}/3] done" in progress for i in (1, 2, 3))  # one SAE per shard
@@ -82,7 +87,7 @@ def test_ray_gives_the_local_results_and_resumes_from_records(ray_cluster, tmp_p
     records = sorted((tmp_path / "cache-ray" / "records").glob("tiny-llm-family-*/t1-*.json"))
     assert len(records) == 1
     records[0].unlink()  # as if the run had stopped before this SAE's shard finished
-    assert run(tmp_path, monkeypatch, "cache-ray", "again", paths, "--executor", "ray") == 0
+    assert run(tmp_path, monkeypatch, "cache-ray", "again", paths, "--executor", "ray", *ONE_PROBE_DATASET) == 0
     progress = capsys.readouterr().err
     assert "12/13 SAEs already recorded" in progress
     assert "tiny-llm-family[1/1] done" in progress and "toy-1[" not in progress  # only the missing SAE ran
@@ -90,6 +95,7 @@ def test_ray_gives_the_local_results_and_resumes_from_records(ray_cluster, tmp_p
         assert_same_results(read(tmp_path / "again" / f"{name}.json"), read(tmp_path / "local" / f"{name}.json"), name)
 
 
+@pytest.mark.slow  # a local Ray cluster and the local executor, end to end
 def test_a_killed_worker_is_retried_and_the_run_completes(ray_cluster, tmp_path, monkeypatch, capsys):
     slow = toy_family(tmp_path, "toy-slow", samples=150_000)
     quick = families(tmp_path)[0]
@@ -130,6 +136,7 @@ def kill_one_running_unit(timeout: float = 120, after: float = 1.0) -> int:
     raise AssertionError("no Ray worker ran a unit")
 
 
+@pytest.mark.slow  # a local Ray cluster and the local executor, end to end
 def test_a_failing_unit_is_reported_and_the_others_finish(ray_cluster, tmp_path, monkeypatch, capsys):
     import yaml
 
@@ -158,6 +165,7 @@ def test_llm_families_are_cut_into_shards_that_fit_the_memory_budget(tmp_path):
     assert [len(u.member_ids) for u in plan_units(toy, ["k1_seed0"], 1)] == [5]  # toys train as one unit
 
 
+@pytest.mark.slow  # a toy run in a fresh process
 def test_the_local_executor_never_imports_ray(tmp_path):
     family = families(tmp_path)[0]
     code = ("import sys; from l0eval.cli import main; "

@@ -1,8 +1,5 @@
 """Bad family specs get a one-line error naming the problem; the CLI prints it without a traceback."""
 
-import subprocess
-import sys
-
 import pytest
 import yaml
 
@@ -79,16 +76,11 @@ def test_fingerprint_tracks_training_not_evaluation():
     assert base.fingerprint() != parse_family(tiny_family(**{"training.lr": 1e-3})).fingerprint()
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "l0eval.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
-
-
-def test_cli_reports_a_bad_spec_in_one_line_without_traceback(tmp_path):
+def test_cli_reports_a_bad_spec_in_one_line_without_traceback(tmp_path, cli):
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(tiny_family(**{"toy.n_feature": 6})))
-    result = run_cli("run", "--family", str(path), "--out", str(tmp_path))
-    assert result.returncode == 2
+    result = cli(["run", "--family", str(path), "--out", str(tmp_path)])
+    assert result.code == 2
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("l0eval: error:")]
     assert error_lines == [f"l0eval: error: {path}: unknown key 'toy.n_feature' (did you mean 'n_features'?)"]
@@ -98,16 +90,16 @@ def test_cli_reports_a_bad_spec_in_one_line_without_traceback(tmp_path):
     ("no-such-family", "unknown family 'no-such-family'"),
     ("missing.yaml", "family file not found: missing.yaml"),
 ])
-def test_cli_unknown_family(tmp_path, family, message):
-    result = run_cli("run", "--family", family, "--out", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+def test_cli_unknown_family(tmp_path, cli, family, message):
+    result = cli(["run", "--family", family, "--out", str(tmp_path)], cwd=tmp_path)
+    assert result.code == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_cli_rejects_invalid_yaml(tmp_path):
+def test_cli_rejects_invalid_yaml(tmp_path, cli):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\n")
-    result = run_cli("run", "--family", str(path))
-    assert result.returncode == 2 and "not valid YAML" in result.stderr and "Traceback" not in result.stderr
+    result = cli(["run", "--family", str(path)], cwd=tmp_path)
+    assert result.code == 2 and "not valid YAML" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -116,10 +108,10 @@ def test_cli_rejects_invalid_yaml(tmp_path):
     (["--seed", "-3"], "--seed must be in 0..4,294,967,295, got -3"),
     (["--device", "cuda:7"], "torch sees no CUDA device"),
 ])
-def test_cli_rejects_bad_run_flags(tmp_path, flags, message):
+def test_cli_rejects_bad_run_flags(tmp_path, cli, flags, message):
     import torch
 
     if flags[0] == "--device" and torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    result = run_cli("run", "--family", "toy", "--out", str(tmp_path), *flags)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    result = cli(["run", "--family", "toy", "--out", str(tmp_path), *flags])
+    assert result.code == 2 and message in result.stderr and "Traceback" not in result.stderr

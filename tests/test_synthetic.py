@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_hub
 import torch
 import yaml
 from sae_lens.synthetic import SyntheticModel, SyntheticModelConfig
@@ -181,24 +180,22 @@ def test_width_larger_than_the_world_is_refused():
         parse_synthetic_family(family)
 
 
-def test_cli_bad_input_writes_nothing(tmp_path):
+def test_cli_bad_input_writes_nothing(tmp_path, cli):
     family = tiny_family(firing_probability={"generator_name": "constant", "probability": 0.0})
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(family))
     cache, out = tmp_path / "cache", tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "l0eval.cli", "run", "--family", str(path), "--out", str(out)],
-                            capture_output=True, text=True, env={**_env(), "L0EVAL_CACHE": str(cache)})
-    assert result.returncode == 2
-    assert result.stderr.startswith("l0eval: error:") and len(result.stderr.strip().splitlines()) == 1
+    result = cli(["run", "--family", str(path), "--out", str(out)], {"L0EVAL_CACHE": str(cache)})
+    assert result.code == 2
+    assert len(result.lines) == 1 and result.lines[0].startswith("l0eval: error:"), result.lines
     assert not out.exists() and not cache.exists()
 
 
-def test_cli_refuses_the_16k_world_on_cpu_with_its_estimate(tmp_path):
+def test_cli_refuses_the_16k_world_on_cpu_with_its_estimate(tmp_path, cli):
     cache, out = tmp_path / "cache", tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "l0eval.cli", "run", "--family", "synthsaebench-16k", "--out",
-                             str(out)], capture_output=True, text=True, env={**_env(), "L0EVAL_CACHE": str(cache)})
-    assert result.returncode == 2
-    estimate, error = result.stderr.strip().splitlines()[-2:]
+    result = cli(["run", "--family", "synthsaebench-16k", "--out", str(out)], {"L0EVAL_CACHE": str(cache)})
+    assert result.code == 2
+    estimate, error = result.lines[-2:]
     assert estimate.startswith("synthsaebench-16k: estimated cost on cpu:") and "world build" in estimate
     assert error.startswith("l0eval: error: 'synthsaebench-16k' would take about") and "--samples" in error
     assert not out.exists() and not cache.exists()
@@ -250,8 +247,6 @@ def _env():
 
 
 # -- published SAE sweeps on the 16k world, and the world's hub copy --------------------------------------
-
-hf_cache = test_hub.hf_cache  # the fixture: a private, offline huggingface_hub cache
 
 PUBLISHED = "synthsaebench-16k-batchtopk-published"
 HUB_WORLD = "decoderesearch/synth-sae-bench-16k-v2"

@@ -1,11 +1,15 @@
 """The batched family trainer: parity with sae-lens, equivalence to one-by-one training, resume, export."""
 
+import os
+
 import pytest
 import torch
 from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.saes.batchtopk_sae import BatchTopK
 from sae_lens.training.sae_trainer import SAETrainer
 
+from l0eval.atomic import temp_path
+from l0eval.errors import L0EvalError
 from l0eval.saes import store
 from l0eval.train.batched import (
     FamilyTrainer,
@@ -131,6 +135,18 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="cannot read training checkpoint"):
         trainer.fit(progress=False)
     assert (tmp_path / FamilyTrainer.CHECKPOINT).read_bytes() == b"not a checkpoint"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_at_a_checkpoint_is_one_error_naming_it_and_leaves_no_temp_file(tmp_path):
+    checkpoint = tmp_path / FamilyTrainer.CHECKPOINT
+    os.symlink("/dev/full", temp_path(checkpoint))  # the kernel answers ENOSPC there, as a full disk does
+    trainer = FamilyTrainer(config(), [sae_lens_init(D_IN, D_SAE, 0)], [2.0], ListSource(make_batches()),
+                            workdir=tmp_path, checkpoint_seconds=0)
+    with pytest.raises(L0EvalError) as error:
+        trainer.fit(progress=False)
+    assert str(error.value) == f"cannot write {checkpoint}: No space left on device"
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("k", [0.5, 1.8, 3.0])

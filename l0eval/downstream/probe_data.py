@@ -88,8 +88,7 @@ def ensure_probe_activations(loaded, hook: str, datasets: list[str], device: str
         prompts = read_numbered_dataset_df(dataset)["prompt"].tolist()
         acts = last_token_activations(loaded.model, loaded.tokenizer, prompts, hook, device)
         atomic.write_json(path.parent.parent / "key.json", key)
-        with atomic.replacing(path) as tmp:
-            torch.save(acts, tmp)
+        atomic.write_torch(path, acts)
     return target
 
 

@@ -152,8 +152,7 @@ def dataset_activations(loaded, hook: str, name: str, splits: tuple[dict, dict],
     if not path.is_file():
         computed = [{label: token_activations(loaded, hook, texts, device) for label, texts in split.items()}
                     for split in splits]
-        with atomic.replacing(path) as tmp:
-            torch.save({"key": key, "train": computed[0], "test": computed[1]}, tmp)
+        atomic.write_torch(path, {"key": key, "train": computed[0], "test": computed[1]})
     stored = torch.load(path)
     return stored["train"], stored["test"]
 

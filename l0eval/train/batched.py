@@ -429,8 +429,7 @@ class FamilyTrainer:
         """Atomic write: a kill during the save leaves the previous checkpoint intact."""
         assert self.workdir is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with atomic.replacing(self.workdir / self.CHECKPOINT) as tmp:
-            torch.save(self._checkpoint_state(), tmp)
+        atomic.write_torch(self.workdir / self.CHECKPOINT, self._checkpoint_state())
 
     def _maybe_resume(self) -> None:
         if self.workdir is None or not (self.workdir / self.CHECKPOINT).is_file():
