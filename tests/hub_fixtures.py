@@ -147,7 +147,8 @@ def tiny_gpt_neox_files(tmp: Path, hidden_size: int, layers: int) -> dict[str, b
 
 def registry_family_hub(cache_dir: Path, family, hidden_size: int = 768) -> None:
     """``family`` (a registry family of dictionary_learning TopK trainers) runnable offline from ``cache_dir``
-    with ``FIXTURE_OVERRIDES``: SAEs as the registry entry declares them (width, k), the model (enough layers for the family's hook), the corpus."""
+    with ``FIXTURE_OVERRIDES``: SAEs as the registry entry declares them (width, k), the model (enough layers
+    for the family's hook), the corpus."""
     import tempfile
 
     from test_activations import TEXTS
