@@ -17,7 +17,8 @@ def _run(args: argparse.Namespace) -> int:
     if len(set(args.family)) != len(args.family):
         raise L0EvalError("a --family is given twice")
     overrides = _training_overrides(args)
-    families = [resolve(name).with_overrides(overrides) for name in args.family]
+    profile_overrides = _activation_overrides(args)
+    families = [resolve(name, args.device, profile_overrides).with_overrides(overrides) for name in args.family]
     if args.targets:
         families = _with_published_targets(families, args)
     for family in families:
@@ -159,13 +160,24 @@ def _families(args: argparse.Namespace) -> int:
     return 0
 
 
-def _download(args: argparse.Namespace) -> int:
-    from l0eval.family.catalog import resolve
+def _activation_overrides(args: argparse.Namespace) -> dict:
+    from l0eval.family.profiles import parse_overrides
 
-    family = resolve(args.family)
+    return parse_overrides(args.activations)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from huggingface_hub import constants
+
+    from l0eval.activations.llm.hub_inputs import cache_bytes
+    from l0eval.family.catalog import resolve
+    from l0eval.family.registry import size_text
+
+    family = resolve(args.family, activation_overrides=_activation_overrides(args))
+    before = cache_bytes()
     for line in family.members.download(family):
         print(line)
-    if args.targets:
+    if args.targets:  # the published results stand in for the model pass: no model or corpus to fetch
         from l0eval.downstream.saebench_targets import ResultsDataset
         from l0eval.runs.saebench_published import with_saebench_targets
 
@@ -173,6 +185,11 @@ def _download(args: argparse.Namespace) -> int:
                                                                     args.saebench_evals)).activations
         files = sum(len(results.sources) for results in source.all_results().values())
         print(f"{files} SAEBench result files of {source.dataset.repo_id} cached and checked")
+    elif family.activations is not None:
+        for line in family.activations.download():
+            print(line)
+    print(f"fetched {size_text(cache_bytes() - before)} into {constants.HF_HUB_CACHE}; "
+          f"`l0eval run --family {args.family}` can now run offline (HF_HUB_OFFLINE=1)")
     return 0
 
 
@@ -182,7 +199,7 @@ def _train(args: argparse.Namespace) -> int:
     from l0eval.train.llm import LLMTrainingConfig, train_missing_l0s
 
     _check_train_options(args)
-    family = resolve(args.family)
+    family = resolve(args.family, args.device, _activation_overrides(args))
     source = family.require_activations()
     config = LLMTrainingConfig(k_values=tuple(float(k) for k in args.l0), width=args.width or 0,
                                samples=args.samples, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
@@ -267,6 +284,12 @@ def _add_verdict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
+def _add_activations_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--activations", nargs="+", metavar="KEY=VALUE",
+                        help="registry families: override fields of the model profile (model_profiles.yaml), e.g. "
+                             "sequences=512 model_dtype=bfloat16; VALUE is read as YAML")
+
+
 def _add_targets_options(parser: argparse.ArgumentParser) -> None:
     from l0eval.downstream.saebench_targets import DEFAULT_DATASET, DEFAULT_EVALS
 
@@ -301,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--paper-recipe", action="store_true",
                      help="the paper's full recipe: 15M samples per SAE at lr 3e-4, 5 seed replicates")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_activations_option(run)
     run.add_argument("--metrics", help="LLM families: comma-separated subset of core,snd,probing,absorption "
                                        "(default: all; --seed is the probing/absorption seed, default 42)")
     run.add_argument("--probe-datasets", nargs="+", help="sae-probes datasets to probe (default: all on GPU, a "
@@ -324,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     train = sub.add_parser("train", help="train BatchTopK SAEs at missing L0s on an LLM family's cached activations")
-    train.add_argument("--family", required=True, help="a `kind: saes` family file with an LLM `activations` section")
+    train.add_argument("--family", required=True, help="a BatchTopK/TopK registry family, or a `kind: saes` family "
+                                                       "file with an LLM `activations` section")
     train.add_argument("--l0", type=float, nargs="+", required=True, help="the L0s (BatchTopK k) to train")
     train.add_argument("--width", type=int, help="SAE width (default: the family's `width`)")
     train.add_argument("--samples", type=int, default=2_000_000, help="training tokens per SAE (default 2M)")
@@ -333,12 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="training seed: data order and initialisation (default 0)")
     train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_activations_option(train)
     train.set_defaults(handler=_train)
 
-    download = sub.add_parser("download", help="fetch a hub family's SAEs into the Hugging Face cache and check "
-                                               "that each loads")
+    download = sub.add_parser("download", help="fetch everything a family's run reads from the hub (SAEs, model, "
+                                               "tokenizer, corpus files, probing datasets) and check each SAE loads")
     download.add_argument("--family", required=True, help="a hub registry family or family YAML (see `l0eval "
                                                           "families`)")
+    _add_activations_option(download)
     _add_targets_options(download)
     download.set_defaults(handler=_download)
 

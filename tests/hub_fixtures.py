@@ -117,6 +117,53 @@ def sae_lens_files(folder: str, d_in: int, d_sae: int, seed: int = 0, architectu
     return {f"{folder}/cfg.json": json_bytes(cfg), f"{folder}/sae_weights.safetensors": safetensors_bytes(weights)}
 
 
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative path (a saved model or tokenizer, to put in a hub repo)."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+# A registry family's whole run from the hub cache: its SAEs at their real repo ids and paths, a tiny model of
+# the registry model's architecture class and a corpus dataset, each in its own repo.
+FIXTURE_MODEL = "fixture-org/tiny-pythia"
+FIXTURE_CORPUS = "fixture-org/tiny-corpus"
+# `--activations` that point the family's model profile at them, at sizes that run in seconds
+FIXTURE_OVERRIDES = [f"model={FIXTURE_MODEL}", f"dataset={FIXTURE_CORPUS}", "dataset_revision=main",
+                     "dataset_files=[data/train.jsonl]", "context=16", "sequences=12", "ce_sequences=4",
+                     "batch_sequences=4"]
+
+
+def tiny_gpt_neox_files(tmp: Path, hidden_size: int, layers: int) -> dict[str, bytes]:
+    """A random GPTNeoX (Pythia's architecture) with a real word-level tokenizer, as saved files."""
+    from test_activations import SMALL, word_tokenizer
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(num_hidden_layers=layers, hidden_size=hidden_size, num_attention_heads=4,
+                           intermediate_size=32, max_position_embeddings=64, **SMALL)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
+    word_tokenizer().save_pretrained(tmp)
+    return folder_files(tmp)
+
+
+def registry_family_hub(cache_dir: Path, family, hidden_size: int = 768) -> None:
+    """``family`` (a registry family of dictionary_learning TopK trainers) runnable offline from ``cache_dir``
+    with ``FIXTURE_OVERRIDES``: SAEs as the registry entry declares them (width, k), the model (enough layers
+    for the family's hook), the corpus."""
+    import tempfile
+
+    from test_activations import TEXTS
+
+    saes = family.members
+    for index, member in enumerate(saes.saes):
+        add_repo_files(cache_dir, member.repo_id,
+                       dictionary_learning_files(member.path, "AutoEncoderTopK", saes.d_in, saes.width,
+                                                 k=int(member.nominal_l0), seed=index, layer=saes.layer))
+    with tempfile.TemporaryDirectory() as folder:
+        add_repo_files(cache_dir, FIXTURE_MODEL, tiny_gpt_neox_files(Path(folder), hidden_size, saes.layer + 1))
+    corpus = "".join(json.dumps({"text": text}) + "\n" for text in TEXTS)
+    add_repo_files(cache_dir, FIXTURE_CORPUS, {"data/train.jsonl": corpus.encode()}, repo_type="dataset")
+
+
 # --- SAEBench's published results (adamkarvonen/sae_bench_results_0125), built with sae-bench's output classes ---
 
 def _filled(cls, **values):

@@ -108,6 +108,28 @@ def llm_train_family(tmp) -> str:
                                                       "context": 8, "sequences": 4})
 
 
+REGISTRY_FAMILY = "saebench-pythia-160m-l8-topk-4k"
+
+
+def registry_hub(tmp, hidden_size: int = 768) -> str:
+    """A hub cache holding everything the registry family's run reads, its model of width ``hidden_size``."""
+    from hub_fixtures import registry_family_hub
+
+    from l0eval.family.registry import hub_families
+
+    registry_family_hub(tmp / "hub", hub_families()[REGISTRY_FAMILY], hidden_size)
+    return str(tmp / "hub")
+
+
+def run_registry_family(*changes: str) -> list[str]:
+    """`run` of the registry family on the fixture hub, with ``changes`` to its `--activations` (KEY=VALUE)."""
+    from hub_fixtures import FIXTURE_OVERRIDES
+
+    changed = {change.split("=")[0] for change in changes}
+    kept = [pair for pair in FIXTURE_OVERRIDES if pair.split("=")[0] not in changed]
+    return ["run", "--family", REGISTRY_FAMILY, "--metrics", "core,snd", "--quiet", "--activations", *kept, *changes]
+
+
 # (case id, setup(tmp) -> value used as {x} in argv, argv, extra env, text the error line must contain)
 CASES = [
     ("spec-not-utf8", lambda t: write(t / "f.yaml", b"name: caf\xe9\n"), ["run", "--family", "{x}"], {}, "not UTF-8"),
@@ -189,6 +211,14 @@ CASES = [
     ("results-file-is-a-folder", results_folder_in_the_way, ["run", "--family", "{x}/tiny.yaml", "--out", "{x}"], {},
      "is a folder"),
     ("families-show-missing", lambda t: "", ["families", "show", "missing.yaml"], {}, "not found"),
+    ("profile-unknown-key", lambda t: "", ["run", "--family", REGISTRY_FAMILY, "--activations", "sequencs=64"], {},
+     "--activations: unknown key 'sequencs' (did you mean 'sequences'?)"),
+    ("profile-override-not-a-pair", lambda t: "", ["run", "--family", REGISTRY_FAMILY, "--activations", "64"], {},
+     "KEY=VALUE"),
+    ("profile-model-width-mismatch", lambda t: registry_hub(t, hidden_size=32), run_registry_family(),
+     {"HF_HUB_CACHE": "{x}"}, "has d_in 768 but fixture-org/tiny-pythia at blocks.8.hook_resid_post gives d_model 32"),
+    ("profile-corpus-too-short", registry_hub, run_registry_family("sequences=1000"), {"HF_HUB_CACHE": "{x}"},
+     "has fewer than 1000 sequences of 16 tokens"),
 ]
 
 

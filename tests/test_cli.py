@@ -67,9 +67,12 @@ def test_families_says_what_a_fresh_install_needs(capsys):
     assert "python scripts/smollm2_family.py" in capsys.readouterr().out
 
 
-def test_a_family_with_nothing_to_run_on_is_refused_before_a_toy_starts(tmp_path, capsys):
-    """Registry families carry no corpus: `run` names the problem before training the toy given first."""
+def test_a_family_that_cannot_start_is_refused_before_a_toy_starts(tmp_path, capsys):
+    """A registry family whose hub files are not cached, offline: `run` names them before training the toy
+    given first."""
     out = tmp_path / "out"
     assert main(["run", "--family", "toy", "--family", "gemma-scope-2b-l12-res-16k", "--out", str(out)]) == 2
-    assert "gemma-scope-2b-l12-res-16k: no activations to run on" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "gemma-scope-2b-l12-res-16k: model google/gemma-2-2b@main" in err
+    assert "l0eval download --family gemma-scope-2b-l12-res-16k" in err
     assert not out.exists()

@@ -299,9 +299,10 @@ def test_download_command_checks_every_member_from_the_cache(hf_cache, capsys):
     last = family.members.saes[5]
     add_repo_files(hf_cache, last.repo_id, dictionary_learning_files(last.path, "AutoEncoderTopK", 768, 64, k=64,
                                                                      layer=8))
-    assert main(["download", "--family", family.name]) == 0
-    out = capsys.readouterr().out
-    assert out.count(" ok") == 6 and "topk d_in=768 d_sae=64" in out
+    assert main(["download", "--family", family.name]) == 2  # every SAE checked, then the model is not cached
+    captured = capsys.readouterr()
+    assert captured.out.count(" ok") == 6 and "topk d_in=768 d_sae=64" in captured.out
+    assert "cannot fetch model EleutherAI/pythia-160m-deduped@main" in captured.err  # (test_registry_run: all of it)
 
 
 def test_registry_gemma_scope_member_loads_through_its_sae_lens_release(hf_cache):

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import torch
 
 from l0eval import atomic
 from l0eval.activations.llm.hooks import residual_activations
+from l0eval.errors import first_line
 from l0eval.saes import store
 
 K_VALUES = (1, 2, 5, 10, 20, 50)
@@ -65,6 +67,30 @@ def cached_on_hub(dataset: str) -> bool:
 
     repo = dataset.split("_class_set")[0]
     return (Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}").is_dir()
+
+
+def prefetch_hub_datasets(seed: int = 42) -> Iterator[str]:
+    """Load each of SAEBench's probing datasets once through sae-bench's own loader, at the GPU setting's sizes,
+    so that the hub and datasets caches hold what a later (offline) run reads; one line each."""
+    from huggingface_hub import constants
+    from sae_bench.sae_bench_utils import dataset_utils
+
+    setting = SAEBenchProbingSetting()
+    for name in hub_datasets():
+        if cached_on_hub(name):
+            yield f"probing dataset {name}: already cached"
+            continue
+        if constants.is_offline_mode():
+            yield f"probing dataset {name}: not fetched (HF_HUB_OFFLINE is set)"
+            continue
+        try:
+            dataset_utils.get_multi_label_train_test_data(name, 2 * setting.train_per_class,
+                                                          2 * setting.test_per_class, seed)
+        except Exception as exc:  # noqa: BLE001 - not fatal: a run probes the cached ones (or sae-probes' offline)
+            yield (f"probing dataset {name}: not fetched ({type(exc).__name__}: {first_line(exc)}); runs probe the "
+                   "cached ones, or sae-probes' offline datasets when none is")
+            continue
+        yield f"probing dataset {name}: fetched"
 
 
 def class_texts(setting: SAEBenchProbingSetting, exclude: list[str], seed: int) -> tuple[dict, list[str]]:

@@ -19,6 +19,7 @@ from l0eval.family.readiness import hub_offline, needs_text, run_needs
 from l0eval.family.registry import (
     LoadedSAEs,
     hub_families,
+    hub_family,
     loaded_family,
     members_from_sae_lens_release,
     parse_sae_family,
@@ -74,16 +75,22 @@ def width_of_label(prefix: str) -> int:
     return 2 ** round(math.log2(approximate))
 
 
-def resolve(name_or_path: str) -> Family:
-    """A built-in toy, a hub registry family, a generated SAELens family, or a family YAML file."""
-    return _with_trained_members(_find(name_or_path))
+def resolve(name_or_path: str, device: str = "cpu", activation_overrides: dict | None = None) -> Family:
+    """A built-in toy, a hub registry family, a generated SAELens family, or a family YAML file.
+
+    A registry family's activations come from its model profile for ``device`` (l0eval/family/profiles.py),
+    with ``activation_overrides`` (``--activations KEY=VALUE``) applied last."""
+    if activation_overrides and name_or_path not in hub_families():
+        raise SpecError(f"--activations overrides a registry family's model profile; '{name_or_path}' is not a "
+                        "registry family: edit the `activations` section of its family file instead")
+    return _with_trained_members(_find(name_or_path, device, activation_overrides))
 
 
-def _find(name_or_path: str) -> Family:
+def _find(name_or_path: str, device: str = "cpu", activation_overrides: dict | None = None) -> Family:
     if name_or_path in builtin_family_names():
         return _load_file(BUILTIN_DIR / f"{name_or_path}.yaml")
     if name_or_path in hub_families():
-        return hub_families()[name_or_path]
+        return hub_family(name_or_path, device, activation_overrides)
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return _load_file(path)
@@ -152,7 +159,7 @@ def _needs_footer(families: dict[str, Family]) -> list[str]:
                for (what, command), names in shared.items()]
     lines = ["", "needed before `l0eval run`:", *(f"  {line}" for line in blocked)] if blocked else []
     if any(need.download for family_needs in needs.values() for need in family_needs):
-        lines += ["", "families not cached download their SAEs on the first `l0eval run`"
+        lines += ["", "families not cached download their SAEs, model and corpus on the first `l0eval run`"
                   + (" (not while HF_HUB_OFFLINE is set)" if hub_offline() else "")
                   + "; `l0eval download --family NAME` fetches and checks them ahead"]
     return lines

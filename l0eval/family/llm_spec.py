@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ class LLMActivationSpec(ActivationSource):
     # The model's compute dtype. float32 is the default (deterministic across machines, and the CPU has no
     # fast bf16); bfloat16/float16 halve memory and time on GPU. SAE math stays float32 either way.
     model_dtype: str = "float32"
+    revision: str = "main"  # of a hub model
+    # files of the `dataset` repo read as the corpus (parquet, jsonl or txt), at `dataset_revision`: fetched
+    # with huggingface_hub, read from its cache offline (empty: the dataset is streamed with `datasets`)
+    dataset_files: tuple[str, ...] = ()
+    dataset_revision: str = "main"
+    profile: str = ""  # the model profile a registry family took its defaults from (l0eval/family/profiles.py)
 
     kind = "llm"
     extra_formulas = ("spliced",)
@@ -56,10 +63,15 @@ class LLMActivationSpec(ActivationSource):
     def corpus(self) -> str:
         if self.sae_probes_datasets:
             return "sae-probes:" + ",".join(self.sae_probes_datasets)
+        if self.dataset_files:
+            return f"{self.dataset}@{self.dataset_revision}:{','.join(self.dataset_files)}"
         return self.dataset if self.dataset else ",".join(Path(t).name for t in self.texts)
 
     def record(self) -> Any:
-        return asdict(self)
+        # the fields added with model profiles are left out at their defaults: the records (and the per-SAE
+        # record keys) of family files written before them stay the same
+        return {key: value for key, value in asdict(self).items()
+                if not (key in _PROFILE_ERA_DEFAULTS and value == _PROFILE_ERA_DEFAULTS[key])}
 
     def inputs_per_sae(self) -> int:
         return self.sequences * self.context
@@ -94,7 +106,7 @@ class LLMActivationSpec(ActivationSource):
 
     def check_reachable(self) -> None:
         """Offline, a `dataset:` corpus must already be in the hub cache: said before the model pass."""
-        if not self.dataset:
+        if not self.dataset or self.dataset_files:  # hub files: the profile's needs say what is missing
             return
         from huggingface_hub import constants
 
@@ -104,6 +116,22 @@ class LLMActivationSpec(ActivationSource):
             raise SpecError(f"dataset '{self.dataset}' is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
                             "and HF_HUB_OFFLINE is set: run once with network access to cache it")
 
+    def missing_inputs(self) -> list[str]:
+        from l0eval.activations.llm import hub_inputs
+
+        return hub_inputs.missing(self)
+
+    def download(self) -> Iterator[str]:
+        from l0eval.activations.llm import hub_inputs
+        from l0eval.family.profiles import model_profiles
+
+        yield from hub_inputs.fetch(self)
+        profile = model_profiles().get(self.profile)
+        if profile is not None and profile.probing:  # sae-probes' datasets ship in its wheel; SAEBench's do not
+            from l0eval.downstream.saebench_probing import prefetch_hub_datasets
+
+            yield from prefetch_hub_datasets()
+
     def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:
         """The activation cache (filled if needed) `l0eval train` trains on, and whether to leave BOS out."""
         from l0eval.activations.llm.pipeline import activation_cache
@@ -112,20 +140,26 @@ class LLMActivationSpec(ActivationSource):
         return (cache.part(0, self.training_sequences) if self.heldout_sequences else cache), self.exclude_bos
 
 
-_KEYS = {"model", "hook", "texts", "dataset", "sae_probes_datasets", "split", "field", "context", "sequences",
-         "prepend_bos", "exclude_bos", "batch_sequences", "ce_sequences", "heldout_sequences", "model_dtype"}
+ACTIVATION_KEYS = {"model", "hook", "texts", "dataset", "sae_probes_datasets", "split", "field", "context", "sequences",
+         "prepend_bos", "exclude_bos", "batch_sequences", "ce_sequences", "heldout_sequences", "model_dtype",
+         "revision", "dataset_files", "dataset_revision"}
+_PROFILE_ERA_DEFAULTS = {"revision": "main", "dataset_files": (), "dataset_revision": "main", "profile": ""}
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 _SOURCES = ("texts", "dataset", "sae_probes_datasets")
 
 
-def parse_llm_activations(raw: Any, base: Path, default_hook: str, default_model: str = "") -> LLMActivationSpec:
+def parse_llm_activations(raw: Any, base: Path, default_hook: str, default_model: str = "",
+                          profile: str = "") -> LLMActivationSpec:
     """The ``activations`` section; ``model`` and ``hook`` default to the family's own."""
-    spec = check_keys(raw, _KEYS, "activations")
+    spec = check_keys(raw, ACTIVATION_KEYS, "activations")
     model = spec.get("model", default_model)
     if not model:
         raise SpecError("'activations.model' (or the family's 'model') is required, e.g. smollm2-135m-gguf")
     texts = _string_list(spec, "texts")
     probe_sets = _string_list(spec, "sae_probes_datasets")
+    dataset_files = _string_list(spec, "dataset_files")
+    if dataset_files and not spec.get("dataset"):
+        raise SpecError("'activations.dataset_files' are files of a hub dataset: set 'activations.dataset' too")
     if sum(bool(spec.get(source)) for source in _SOURCES) != 1:
         raise SpecError("'activations' needs exactly one text source: 'texts' (local files), 'dataset' (a HF "
                         "dataset) or 'sae_probes_datasets' (offline, e.g. [100_news_fake])")
@@ -151,7 +185,16 @@ def parse_llm_activations(raw: Any, base: Path, default_hook: str, default_model
         context=number(spec.get("context", 128), "activations.context"),
         sequences=sequences, prepend_bos=prepend_bos, exclude_bos=exclude_bos, batch_sequences=batch_sequences,
         ce_sequences=ce_sequences, heldout_sequences=heldout, model_dtype=model_dtype,
+        revision=_revision(spec, "revision"), dataset_files=tuple(dataset_files),
+        dataset_revision=_revision(spec, "dataset_revision"), profile=profile,
     )
+
+
+def _revision(spec: dict, key: str) -> str:
+    value = spec.get(key, "main")
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"'activations.{key}' must be a hub revision (a branch, tag or commit), got {value!r}")
+    return value
 
 
 def _heldout_sequences(spec: dict, sequences: int, batch_sequences: int) -> int:

@@ -187,8 +187,13 @@ class ActivationSource(ABC):
     def check_reachable(self) -> None:
         """Refuse, before any work, inputs that cannot be had here (an uncached corpus while offline)."""
 
+    def missing_inputs(self) -> list[str]:
+        """Hub files the run reads that are not in the cache (a model, corpus files), one phrase each: a run
+        fetches them on the way when online; `l0eval download` fetches them ahead."""
+        return []
+
     def download(self) -> Iterator[str]:
-        """Fetch what these activations need from the hub ahead of a run (`l0eval download`); one line each."""
+        """Fetch the inputs ``missing_inputs`` names (and any others the run reads from the hub); one line each."""
         return iter(())
 
     def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:

@@ -41,11 +41,14 @@ def loaded_needs(family: Family, saes: LoadedSAEs) -> list[Need]:
         needs.append(Need(f"{len(local_missing)} local SAE folder(s) missing ({', '.join(local_missing[:3])})",
                           f"fix their 'path' in {family.spec_path}", blocking=True))
     hub_missing = [m for m in saes.saes if not m.is_local and not is_cached(m)]
-    if hub_missing:
+    # the model and corpus files the family's activations read, named in the same line as the SAEs
+    gaps = (family.activations.missing_inputs() if family.activations is not None else []) + (
+        [f"{len(hub_missing)} of {len(saes.saes)} SAEs"] if hub_missing else [])
+    if gaps:
         offline = hub_offline()
         command = ("unset HF_HUB_OFFLINE, then " if offline else "") + f"l0eval download --family {family.name}"
-        needs.append(Need(f"{len(hub_missing)} of {len(saes.saes)} SAEs not in the Hugging Face cache", command,
-                          blocking=offline, download=True))
+        needs.append(Need(f"{', '.join(gaps)} not in the Hugging Face cache", command, blocking=offline,
+                          download=True))
     return needs
 
 

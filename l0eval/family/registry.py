@@ -64,7 +64,8 @@ NOT_TRAINED = {"reused_cache": True, "samples_per_sae": None,
                "note": "SAEs loaded, not trained in this run (trained-here members say how under family.members)"}
 
 
-def _size(num_bytes: float) -> str:
+def size_text(num_bytes: float) -> str:
+    """``1.23 GB``."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if num_bytes < 1000:
             return f"{num_bytes:.3g} {unit}"
@@ -169,7 +170,7 @@ class LoadedSAEs(MemberSource):
         layer = "-" if self.layer is None else str(self.layer)
         return [self.model, layer, str(self.width), self.architecture, str(len(self.saes)),
                 f"{l0s[0]:g}-{l0s[1]:g}" if l0s else "from config",
-                _size(self.download_bytes) if self.d_in else "?", f"{cached}/{len(self.saes)}"]
+                size_text(self.download_bytes) if self.d_in else "?", f"{cached}/{len(self.saes)}"]
 
     def download(self, family: Family) -> Iterator[str]:
         from l0eval.saes.loaders import load_member
@@ -255,12 +256,14 @@ _REGISTRY_KEYS = {"name", "description", "model", "hook", "layer", "d_in", "widt
 _REGISTRY_SOURCE_KEYS = {"sae_lens_release": {"release", "id_regex"},
                          "dictionary_learning": {"repo_id", "path", "trainers"},
                          "sae_lens_grid": {"repo_id", "path", "l0", "seeds"}}
-# `activations` (as in a family file) makes the family runnable; `verified` says whether every member folder was
+# `activations`: a source as in a family file (a synthetic world), or overrides of the model profile's fields
+# (l0eval/family/profiles.py); `verified` says whether every member folder was
 # checked against the published repository (false: the layout is documented but not every folder was seen)
 _REGISTRY_OPTIONAL = {"layer", "nominal_l0", "activations", "verified"}
 
 
-def _family_from_registry_entry(raw: Any, where: str) -> Family:
+def _family_from_registry_entry(raw: Any, where: str, device: str = "cpu",
+                                overrides: dict[str, Any] | None = None) -> Family:
     source = raw.get("source") if isinstance(raw, dict) else None
     if source not in _REGISTRY_SOURCE_KEYS:
         raise SpecError(f"'{where}.source' must be one of {', '.join(_REGISTRY_SOURCE_KEYS)}, got {source!r}")
@@ -280,10 +283,26 @@ def _family_from_registry_entry(raw: Any, where: str) -> Family:
                       model=str(raw["model"]), hook=str(raw["hook"]), architecture=str(raw["architecture"]),
                       origin=source, layer=None if layer is None else number(layer, f"{where}.layer"),
                       verified=raw.get("verified", True))
-    activations = parse_activations(raw.get("activations", {}), SourceContext(HUB_REGISTRY.parent, str(raw["hook"]),
-                                                                              str(raw["model"]),
-                                                                              f"{where}.activations"))
-    return loaded_family(name, str(raw["description"]), saes, activations)
+    return loaded_family(name, str(raw["description"]), saes, _activations(raw, where, device, overrides or {}))
+
+
+def _activations(raw: dict, where: str, device: str, overrides: dict[str, Any]) -> ActivationSource | None:
+    """The entry's own activation source (one it names, e.g. a synthetic world), else its model's profile with
+    the entry's `activations` then the command line's (`--activations`) as overrides."""
+    from l0eval.family.profiles import model_profiles, profiled_activations
+    from l0eval.family.sources import registered_sources
+
+    entry = raw.get("activations", {})
+    if not isinstance(entry, dict):
+        raise SpecError(f"'{where}.activations' must be a mapping")
+    profile = model_profiles().get(str(raw["model"]))
+    if profile is None or set(entry) & set(registered_sources()):
+        if overrides:
+            raise SpecError(f"'{where}': --activations overrides a model profile (model_profiles.yaml), and model "
+                            f"'{raw['model']}' has none here")
+        return parse_activations(entry, SourceContext(HUB_REGISTRY.parent, str(raw["hook"]), str(raw["model"]),
+                                                      f"{where}.activations"))
+    return profiled_activations(profile, str(raw["hook"]), device, entry, overrides)
 
 
 def parse_registry(raw: Any, path: Path) -> dict[str, Family]:
@@ -313,8 +332,17 @@ def loaded_family(name: str, description: str, saes: LoadedSAEs, activations: Ac
 
 @cache
 def hub_families() -> dict[str, Family]:
-    """The registry shipped in ``l0eval/family/registry.yaml``, by name."""
+    """The registry shipped in ``l0eval/family/registry.yaml``, by name (activations as on the CPU)."""
     return parse_registry(read_yaml_file(HUB_REGISTRY), HUB_REGISTRY)
+
+
+def hub_family(name: str, device: str = "cpu", overrides: dict[str, Any] | None = None) -> Family:
+    """One registry family with its model profile's values for ``device`` and ``overrides`` (``--activations``)."""
+    if device == "cpu" and not overrides:
+        return hub_families()[name]
+    entries = read_yaml_file(HUB_REGISTRY)["families"]
+    index = next(i for i, entry in enumerate(entries) if entry.get("name") == name)
+    return _family_from_registry_entry(entries[index], f"families[{index}]", device, overrides)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ into the model; sparse probing and absorption (``l0eval.downstream``) as the dow
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from l0eval.downstream.probe_data import datasets_in_corpus
@@ -37,14 +37,16 @@ class _SharedPass:
 def evaluate_on_llm(spec: LLMActivationSpec, family: Family, obtained: Obtained, job: EvaluationJob) -> dict:
     """One model pass (cached) streamed through every SAE, then the downstream metrics on shared activations."""
     from l0eval.activations.llm.pipeline import activation_cache
+    from l0eval.family.profiles import downstream_for
 
+    job = replace(job, downstream=downstream_for(spec, job.downstream))
     downstream = job.downstream
     # core (reconstruction, sparsity) and snd (s_n^dec, c_dec, c_enc) come from the same streamed pass
     shared_pass = downstream.wants("core") or downstream.wants("snd")
     _check_measurable(obtained.members, shared_pass)
-    loaded, filled = activation_cache(spec, job.device, job.progress)
+    loaded, filled = activation_cache(spec, job.device, job.progress, lambda loaded: _check_d_model(
+        family, spec, obtained.saes, loaded.model.config.hidden_size))
     cache = spec.evaluation_cache(filled)
-    _check_d_model(family, spec, obtained.saes, next(cache.shards()).shape[1])
     width = obtained.saes[0].cfg.d_sae
     snd_n, n_values = n_values_for(obtained.members, width)
     rows = cache.n_rows(spec.exclude_bos)

@@ -72,8 +72,12 @@ def check_hub_location(member: LoadedMember) -> None:
                         "(relative, no '..')")
 
 
+def unreachable_reason() -> str:
+    """Why a file that is not cached could not be fetched."""
+    return "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else f"the hub at {constants.ENDPOINT} did not answer"
+
+
 def not_cached_message(member: LoadedMember) -> str:
-    why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else f"the hub at {constants.ENDPOINT} did not answer"
-    return (f"{member.repo_id}/{member.path} is not in the Hugging Face cache and {why}; "
+    return (f"{member.repo_id}/{member.path} is not in the Hugging Face cache and {unreachable_reason()}; "
             "run once with network access to download it")
 

@@ -78,12 +78,26 @@ class LLMTrainingConfig:
 def train_missing_l0s(family: Family, source: ActivationSource, config: LLMTrainingConfig) -> list[dict]:
     """Train one BatchTopK SAE per k together on ``source`` (the family's activations), save them, and add them to
     the family's trained members. A source that excludes BOS trains (and calibrates) without it."""
+    _check_architecture(family)
     width = config.width or family.members.declared_width()
     if not width:
         raise L0EvalError("the family file has no 'width': pass --width")
     _check_fits(family, config, width)  # before the model pass: a refusal after it would waste that work
     cache, exclude_bos = source.training_inputs(config.device, config.progress)
     return _train_on_cache(family.name, cache, config, width, exclude_bos)
+
+
+# Architectures whose members `l0eval train` can add: it trains BatchTopK SAEs (sae-lens's recipe). A TopK
+# family gets BatchTopK members, the per-batch form of its per-sample top-k (both keep k latents per token on
+# average); JumpReLU, gated, standard (L1), p-anneal and Matryoshka families have other losses it cannot imitate.
+TRAINABLE_ARCHITECTURES = ("batchtopk", "topk")
+
+
+def _check_architecture(family: Family) -> None:
+    architecture = getattr(family.members, "architecture", "")
+    if architecture and architecture not in TRAINABLE_ARCHITECTURES:
+        raise L0EvalError(f"family '{family.name}' is {architecture}: `l0eval train` trains BatchTopK SAEs and adds "
+                          f"members only to {' or '.join(TRAINABLE_ARCHITECTURES)} families")
 
 
 def _check_fits(family: Family, config: LLMTrainingConfig, width: int) -> None:

@@ -185,9 +185,13 @@ def fill_cache(cache: ActivationCache, sequences: Iterator[torch.Tensor],
     return cache
 
 
+def corpus_too_short(corpus: str, n_sequences: int, context: int) -> L0EvalError:
+    return L0EvalError(f"the corpus '{corpus}' has fewer than {n_sequences} sequences of {context} tokens; ask for "
+                       "fewer sequences or give more text")
+
+
 def _next_sequence(sequences: Iterator[torch.Tensor], key: CacheKey) -> torch.Tensor:
     try:
         return next(sequences)
     except StopIteration:
-        raise L0EvalError(f"the corpus '{key.dataset}' has fewer than {key.n_sequences} sequences of "
-                          f"{key.context} tokens; ask for fewer sequences or give more text") from None
+        raise corpus_too_short(key.dataset, key.n_sequences, key.context) from None

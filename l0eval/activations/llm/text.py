@@ -51,6 +51,39 @@ def hub_texts(dataset: str, split: str = "train", field: str = "text") -> Iterat
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
 
 
+# the `datasets` builder that reads each kind of corpus file
+FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".txt": "text"}
+
+
+def hub_dataset_file(dataset: str, filename: str, revision: str) -> str:
+    """The local path of one file of a hub dataset repo: from the huggingface_hub cache, fetched when online."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        return hf_hub_download(dataset, filename, repo_type="dataset", revision=revision)
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        raise L0EvalError(f"dataset file {dataset}/{filename} (revision {revision}) is not in the Hugging Face "
+                          f"cache and cannot be fetched: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def hub_file_texts(dataset: str, filenames: Iterable[str], revision: str, field: str = "text") -> Iterator[str]:
+    """Documents of the given files of a hub dataset repo, in file order, read with ``datasets``' own builders."""
+    from datasets import load_dataset
+
+    for filename in filenames:
+        builder = FILE_BUILDERS.get(Path(filename).suffix)
+        if builder is None:
+            raise L0EvalError(f"dataset file {filename}: l0eval reads {', '.join(FILE_BUILDERS)} files")
+        records = load_dataset(builder, data_files=hub_dataset_file(dataset, filename, revision), split="train",
+                               streaming=True)
+        for record in records:
+            if field not in record:
+                raise L0EvalError(f"dataset file {dataset}/{filename} has no '{field}' field "
+                                  f"(fields: {', '.join(record)})")
+            yield record[field]
+
+
 def sae_probes_texts(tags: Iterable[str]) -> Iterator[str]:
     """The prompts of datasets shipped in the sae-probes wheel, e.g. ``100_news_fake`` (news articles): an
     offline natural-language corpus. Read with sae-probes' own reader, in file order."""
