@@ -40,13 +40,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _with_published_targets(families: list, args: argparse.Namespace) -> list:
     """--targets saebench: each family judged against SAEBench's published results, without a model pass."""
+    if args.executor != "local":
+        raise L0EvalError("--targets saebench runs with the local executor (it makes no model pass to distribute)")
+    return [_published_targets(family, args) for family in families]
+
+
+def _published_targets(family, args: argparse.Namespace):
+    """The family with SAEBench's published results (--saebench-results, --saebench-evals) as its targets."""
     from l0eval.downstream.saebench_targets import ResultsDataset
     from l0eval.runs.saebench_published import with_saebench_targets
 
-    if args.executor != "local":
-        raise L0EvalError("--targets saebench runs with the local executor (it makes no model pass to distribute)")
-    dataset = ResultsDataset.parse(args.saebench_results, args.saebench_evals)
-    return [with_saebench_targets(family, dataset) for family in families]
+    return with_saebench_targets(family, ResultsDataset.parse(args.saebench_results, args.saebench_evals))
 
 
 def _check_run_options(args: argparse.Namespace) -> None:
@@ -178,11 +182,7 @@ def _download(args: argparse.Namespace) -> int:
     for line in family.members.download(family):
         print(line)
     if args.targets:  # the published results stand in for the model pass: no model or corpus to fetch
-        from l0eval.downstream.saebench_targets import ResultsDataset
-        from l0eval.runs.saebench_published import with_saebench_targets
-
-        source = with_saebench_targets(family, ResultsDataset.parse(args.saebench_results,
-                                                                    args.saebench_evals)).activations
+        source = _published_targets(family, args).activations
         files = sum(len(results.sources) for results in source.all_results().values())
         print(f"{files} SAEBench result files of {source.dataset.repo_id} cached and checked")
     elif family.activations is not None:

@@ -68,10 +68,10 @@ class LLMActivationSpec(ActivationSource):
         return self.dataset if self.dataset else ",".join(Path(t).name for t in self.texts)
 
     def record(self) -> Any:
-        # the fields added with model profiles are left out at their defaults: the records (and the per-SAE
+        # fields added after family files existed are left out at their defaults: the records (and the per-SAE
         # record keys) of family files written before them stay the same
         return {key: value for key, value in asdict(self).items()
-                if not (key in _PROFILE_ERA_DEFAULTS and value == _PROFILE_ERA_DEFAULTS[key])}
+                if not (key in _LATER_FIELD_DEFAULTS and value == _LATER_FIELD_DEFAULTS[key])}
 
     def inputs_per_sae(self) -> int:
         return self.sequences * self.context
@@ -140,10 +140,12 @@ class LLMActivationSpec(ActivationSource):
         return (cache.part(0, self.training_sequences) if self.heldout_sequences else cache), self.exclude_bos
 
 
-ACTIVATION_KEYS = {"model", "hook", "texts", "dataset", "sae_probes_datasets", "split", "field", "context", "sequences",
-         "prepend_bos", "exclude_bos", "batch_sequences", "ce_sequences", "heldout_sequences", "model_dtype",
-         "revision", "dataset_files", "dataset_revision"}
-_PROFILE_ERA_DEFAULTS = {"revision": "main", "dataset_files": (), "dataset_revision": "main", "profile": ""}
+ACTIVATION_KEYS = {"model", "hook", "texts", "dataset", "sae_probes_datasets", "split", "field", "context",
+                   "sequences", "prepend_bos", "exclude_bos", "batch_sequences", "ce_sequences", "heldout_sequences",
+                   "model_dtype", "revision", "dataset_files", "dataset_revision"}
+# held-out sequences (issue 15) and the model-profile fields (issue 17), at the value older files implied
+_LATER_FIELD_DEFAULTS = {"heldout_sequences": 0, "revision": "main", "dataset_files": (), "dataset_revision": "main",
+                         "profile": ""}
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 _SOURCES = ("texts", "dataset", "sae_probes_datasets")
 

@@ -9,7 +9,6 @@ and an unknown key is a one-line error. Stays light (no torch): listing families
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -102,10 +101,10 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         key, equals, value = pair.partition("=")
         if not equals or not key:
             raise SpecError(f"--activations takes KEY=VALUE pairs, got {pair!r}")
-        if key not in ACTIVATION_KEYS:
-            hint = difflib.get_close_matches(key, sorted(ACTIVATION_KEYS), n=1)
-            known = f"did you mean '{hint[0]}'?" if hint else f"known: {', '.join(sorted(ACTIVATION_KEYS))}"
-            raise SpecError(f"--activations: unknown key '{key}' ({known})")
+        try:
+            check_keys({key: value}, ACTIVATION_KEYS, "")  # the family file's "did you mean" for a typo
+        except SpecError as exc:
+            raise SpecError(f"--activations: {exc}") from None
         if key in overrides:
             raise SpecError(f"--activations sets '{key}' twice")
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 from l0eval.downstream.saebench_targets import (
@@ -69,6 +70,12 @@ class PublishedResults(ActivationSource):
         self.all_results()
 
     def all_results(self) -> dict[str, MemberResults]:
+        """Every member's published results, read and checked once: the pre-run check and the evaluation share
+        them."""
+        return self._results
+
+    @cached_property
+    def _results(self) -> dict[str, MemberResults]:
         return {member_id: member_results(self.dataset, name, self.d_in, self.width,
                                           download_command(self.family_name))
                 for member_id, name in self.names.items()}
