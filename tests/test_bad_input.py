@@ -282,3 +282,25 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, cl
               environment)
     assert (run.code, run.lines) == (2, [f"l0eval: error: cannot write {out / 'README.md'}: No space left on device"])
     assert not list(out.iterdir()), "a file (or the temp file) of the failed write was left"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_while_saving_a_trained_member_is_one_line_naming_it(tmp_path, cli):
+    """A member's weights (written once training has finished) meet a full disk: one line naming the file,
+    no family marked complete and no results; the same run with room to write then finishes."""
+    from l0eval.family.toy_family import toy_members
+    from l0eval.family.toy_spec import load_family_file
+    from l0eval.saes.store import COMPLETE_MARKER
+
+    family = toy(tmp_path, **{"training.samples": 2_560})
+    spec = load_family_file(family)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    folder = cache / "families" / f"{spec.name}-{spec.fingerprint()}" / "members" / toy_members(spec)[0].id
+    weights = folder / "sae_weights.safetensors"
+    full_disk_at(weights)
+    argv = ["run", "--family", family, "--out", str(out), "--quiet"]
+    run = cli(argv, {"L0EVAL_CACHE": str(cache)})
+    assert (run.code, run.lines) == (2, [f"l0eval: error: cannot write {weights}: No space left on device"])
+    assert not list(cache.rglob(COMPLETE_MARKER)) and not out.exists()
+    assert not weights.exists() and not os.path.lexists(temp_path(weights))
+    assert cli(argv, {"L0EVAL_CACHE": str(cache)}).code == 0

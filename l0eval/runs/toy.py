@@ -96,7 +96,7 @@ def _train_or_load(spec, members: list, source, inits: list[dict], d_in: int, di
     for index, member in enumerate(members):
         sae = trained.member_sae(index, {"l0eval_family": spec.name, "l0eval_member": member.id,
                                          "l0eval_seed": member.seed})
-        sae.save_model(str(directory / "members" / member.id))
+        store.save_member(sae, directory / "members" / member.id)
         saes.append(sae.to(device))
     store.mark_complete(directory, info)
     (directory / "train" / FamilyTrainer.CHECKPOINT).unlink(missing_ok=True)

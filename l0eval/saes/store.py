@@ -129,6 +129,29 @@ def _warn(line: str) -> None:
     print(f"l0eval: warning: {line}", file=sys.stderr)
 
 
+def save_member(sae, folder: Path, inference: bool = False) -> None:
+    """Save ``sae`` in SAELens's on-disk format (the two files of its ``save_model``, or of
+    ``save_inference_model`` when ``inference``), each written whole or not at all.
+
+    Why not sae-lens's own savers: safetensors' ``save_file`` reports a full disk as a SafetensorError that
+    names no file (l0eval exited 1 on it) and writes through its own temp file. The bytes are the same:
+    sae-lens's state-dict and config hooks, ``safetensors.torch.save`` (the serialiser ``save_file`` uses) and
+    the config as sae-lens dumps it.
+    """
+    from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
+    from safetensors.torch import save
+
+    state = sae.state_dict()
+    if inference:
+        sae.process_state_dict_for_saving_inference(state)
+        config = sae.cfg.get_inference_sae_cfg_dict()
+    else:
+        sae.process_state_dict_for_saving(state)
+        config = sae.cfg.to_dict()
+    atomic.write_bytes(folder / SAE_WEIGHTS_FILENAME, save(state))
+    atomic.write_text(folder / SAE_CFG_FILENAME, json.dumps(config))
+
+
 def load_member(path: Path, device: str = "cpu"):
     """Load a SAELens-format folder; training architectures (e.g. ``batchtopk``) load as training SAEs,
     which keep their batch-level activation (the paper evaluates toy SAEs with BatchTopK)."""

@@ -146,7 +146,7 @@ def _train_on_cache(family_name: str, cache: ActivationCache, config: LLMTrainin
         added = []
         for k, sae, calibration in zip(k_values, saes, calibrations):
             folder = run_dir / f"k{k:g}"
-            sae.save_inference_model(str(folder))
+            store.save_member(sae, folder, inference=True)
             added.append({"path": str(folder), "nominal_l0": k, "samples": trainer_config.steps * batch_size,
                           "seed": seed, "init_seed": member_seed(seed, k), "lr": lr, "batch_size": batch_size,
                           "width": width,
