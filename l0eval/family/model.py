@@ -6,7 +6,12 @@ A ``Family`` is
 - its **activations** (an ``ActivationSource``): the toy generator, an LLM corpus, or any source registered
   in ``l0eval.family.sources``;
 - its **ground truth** (``GroundTruth``): a known true L0 with a per-SAE score, or the downstream targets;
+- its **evaluation** settings (``EvaluationSettings``: how many generated inputs each SAE sees, their seed, the n
+  at which s_n^dec is reported);
 - its **selectors** (``SelectorSpec``: the hand-set s_n^dec n values and the canonical L0).
+
+Families of loaded SAEs take their ground truth, evaluation and selectors from their activation source (a toy's
+or a world's own settings); trained-here families from their spec.
 
 Built-in toys, user YAML files and the hub registry all resolve to this type (``l0eval.family.catalog``);
 the runner (``l0eval.executors.local.run_family``) and the Ray executor only call the parts' methods.
@@ -196,10 +201,32 @@ class ActivationSource(ABC):
         """Fetch the inputs ``missing_inputs`` names (and any others the run reads from the hub); one line each."""
         return iter(())
 
+    def evaluation_settings(self) -> EvaluationSettings:
+        """How SAEs are measured on these inputs when the family does not say (corpora: by their held-out part)."""
+        return EvaluationSettings()
+
+    def selector_settings(self) -> SelectorSpec:
+        """The selectors' settings for SAEs loaded onto these inputs when the family does not say."""
+        return SelectorSpec()
+
     def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:
         """Activations `l0eval train` trains new members on (an activation cache) and whether BOS is left out."""
         raise L0EvalError(f"activations '{self.kind}' cannot train new members (toy families train with `run`; "
                           "`l0eval train` needs an LLM corpus)")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How a family's SAEs are measured, apart from where the inputs come from.
+
+    Generated inputs (toys, synthetic worlds) draw ``samples`` inputs with ``seed``; corpus inputs (LLM families)
+    leave both unset, their held-out sequences being part of the activations. ``n_values``: the n at which s_n^dec
+    is reported (empty: every n up to width/2 on generated inputs, the selectors' n on corpora).
+    """
+
+    samples: int | None = None
+    seed: int | None = None
+    n_values: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,6 +243,7 @@ class Family:
     members: MemberSource
     activations: ActivationSource | None
     ground_truth: GroundTruth
+    evaluation: EvaluationSettings = EvaluationSettings()
     selectors: SelectorSpec = SelectorSpec()
     spec_path: str = ""
 

@@ -323,9 +323,12 @@ def parse_registry(raw: Any, path: Path) -> dict[str, Family]:
 def loaded_family(name: str, description: str, saes: LoadedSAEs, activations: ActivationSource | None = None,
                   spec_path: str = "") -> Family:
     """A family of existing SAEs; judged by whatever its activations give (none without activations)."""
+    if activations is None:
+        return Family(name=name, description=description, kind="saes", members=saes, activations=None,
+                      ground_truth=NO_GROUND_TRUTH, spec_path=spec_path)
     return Family(name=name, description=description, kind="saes", members=saes, activations=activations,
-                  ground_truth=activations.ground_truth() if activations is not None else NO_GROUND_TRUTH,
-                  spec_path=spec_path)
+                  ground_truth=activations.ground_truth(), evaluation=activations.evaluation_settings(),
+                  selectors=activations.selector_settings(), spec_path=spec_path)
 
 
 @cache

@@ -11,18 +11,16 @@ from typing import Any
 from l0eval.errors import SpecError
 from l0eval.family.model import (
     FLOAT_BYTES,
-    ActivationSource,
     EvaluationJob,
     Family,
     GroundTruth,
     MemberSource,
     Obtained,
-    SelectorSpec,
     TrainingOverrides,
 )
 from l0eval.family.sources import SourceContext
 from l0eval.family.synthetic_spec import KIND, SyntheticFamilySpec, parse_synthetic_family, parse_world
-from l0eval.family.toy_family import TrainedHereMembers, overridden
+from l0eval.family.toy_family import GeneratedActivations, TrainedHereMembers, overridden
 from l0eval.family.toy_spec import BUILTIN_DIR, builtin_family_names, read_yaml_file
 from l0eval.family.validation import check_keys
 
@@ -71,7 +69,7 @@ class TrainedWorldMembers(TrainedHereMembers):
 
 
 @dataclass(frozen=True)
-class WorldActivations(ActivationSource):
+class WorldActivations(GeneratedActivations):
     """A SynthSAEBench world: an evaluation set sampled with its feature activations (known truth)."""
 
     kind = KIND
@@ -150,6 +148,6 @@ def synthetic_family(spec: SyntheticFamilySpec) -> Family:
     """A synthetic spec as a family: trained here on its world, judged against the world's targets."""
     return Family(name=spec.name, description=spec.description, kind=KIND, members=TrainedWorldMembers(spec),
                   activations=WorldActivations(spec.name, spec), ground_truth=WORLD_TRUTH,
-                  selectors=SelectorSpec(spec.selectors.snd_n, spec.selectors.canonical_target),
+                  evaluation=spec.evaluation, selectors=spec.selectors,
                   spec_path=spec.source)
 

@@ -16,11 +16,10 @@ from functools import cached_property
 from typing import Any
 
 from l0eval.errors import SpecError
+from l0eval.family.model import EvaluationSettings, SelectorSpec
 from l0eval.family.toy_spec import (
     TRAINING_PROCEDURE_VERSION,
-    EvaluationSpec,
     SAESpec,
-    SelectorSpec,
     TrainingSpec,
     _jsonable,
     _parse_evaluation,
@@ -87,7 +86,7 @@ class SyntheticFamilySpec:
     world: WorldSpec
     sae: SAESpec
     training: TrainingSpec
-    evaluation: EvaluationSpec
+    evaluation: EvaluationSettings
     selectors: SelectorSpec
     description: str = ""
     source: str = ""

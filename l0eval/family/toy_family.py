@@ -12,6 +12,7 @@ from l0eval.family.model import (
     FLOAT_BYTES,
     ActivationSource,
     EvaluationJob,
+    EvaluationSettings,
     Family,
     GroundTruth,
     MemberSource,
@@ -127,8 +128,21 @@ class TrainedToyMembers(TrainedHereMembers):
         return TrainedToyMembers(overridden(self.spec, overrides))
 
 
+class GeneratedActivations(ActivationSource):
+    """Inputs generated from a spec with evaluation and selectors sections (a toy or a synthetic world): SAEs
+    loaded onto them are measured and selected as the spec's own members are."""
+
+    spec: Any
+
+    def evaluation_settings(self) -> EvaluationSettings:
+        return self.spec.evaluation
+
+    def selector_settings(self) -> SelectorSpec:
+        return self.spec.selectors
+
+
 @dataclass(frozen=True)
-class ToyActivations(ActivationSource):
+class ToyActivations(GeneratedActivations):
     """The toy generator of ``spec``: one in-memory evaluation set with known features and true L0."""
 
     kind = "toy"
@@ -165,6 +179,6 @@ def toy_family(spec: FamilySpec) -> Family:
     score = "feature_mixing" if spec.mixing is not None else "feature_recovery"
     return Family(name=spec.name, description=spec.description, kind=spec.kind, members=TrainedToyMembers(spec),
                   activations=ToyActivations(spec.name, spec),
-                  ground_truth=GroundTruth("true_l0", spec.toy.true_l0, score),
-                  selectors=SelectorSpec(spec.selectors.snd_n, spec.selectors.canonical_target),
+                  ground_truth=GroundTruth("true_l0", spec.toy.true_l0, score), evaluation=spec.evaluation,
+                  selectors=spec.selectors,
                   spec_path=spec.source)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from l0eval.errors import SpecError
+from l0eval.family.model import EvaluationSettings, SelectorSpec
 from l0eval.family.validation import check_keys, family_name, number, number_list
 from l0eval.family.yaml_file import read_yaml_file
 from l0eval.selection.selectors import DEFAULT_N_OVER_WIDTH
@@ -106,21 +107,13 @@ class TrainingSpec:
         return dead_feature_window_for(self.samples // self.batch_size, self.dead_feature_window)
 
 
-@dataclass(frozen=True)
-class EvaluationSpec:
-    samples: int = 100_000
-    seed: int = 12345
-    n_values: tuple[int, ...] = ()  # empty: every n in 1..d_sae//2 (the paper: n < d_sae/2 is the useful range)
-
+# a generated family's evaluation set, unless its file says otherwise (n_values empty: every n in 1..d_sae//2,
+# the paper's useful range n < d_sae/2)
+DEFAULT_EVALUATION_SAMPLES = 100_000
+DEFAULT_EVALUATION_SEED = 12345
 
 # Bump when a code change alters what training a given spec produces (cached SAEs are keyed by it).
 TRAINING_PROCEDURE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class SelectorSpec:
-    snd_n: tuple[int, ...]
-    canonical_target: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -138,7 +131,7 @@ class FamilySpec:
     toy: ToySpec
     sae: SAESpec
     training: TrainingSpec
-    evaluation: EvaluationSpec
+    evaluation: EvaluationSettings
     selectors: SelectorSpec
     mixing: MixingSpec | None = None
     description: str = ""
@@ -288,13 +281,13 @@ def _parse_training(raw: Any) -> TrainingSpec:
     return spec
 
 
-def _parse_evaluation(raw: Any, d_sae: int) -> EvaluationSpec:
+def _parse_evaluation(raw: Any, d_sae: int) -> EvaluationSettings:
     ev = check_keys(raw, {"samples", "seed", "n_values"}, "evaluation")
     n_values = tuple(number_list(ev["n_values"], "evaluation.n_values", high=d_sae - 1)) \
         if "n_values" in ev else ()
-    return EvaluationSpec(
-        samples=number(ev.get("samples", EvaluationSpec.samples), "evaluation.samples"),
-        seed=number(ev.get("seed", EvaluationSpec.seed), "evaluation.seed"),
+    return EvaluationSettings(
+        samples=number(ev.get("samples", DEFAULT_EVALUATION_SAMPLES), "evaluation.samples"),
+        seed=number(ev.get("seed", DEFAULT_EVALUATION_SEED), "evaluation.seed"),
         n_values=n_values,
     )
 

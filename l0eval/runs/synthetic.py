@@ -108,17 +108,19 @@ def evaluate_on_world(spec: SyntheticFamilySpec, family: Family, obtained: Obtai
     training = dict(obtained.training)
     world = training.pop("world", world)
     estimate = training.pop("cost_estimate", None)
-    x, features = sample_with_features(model, spec.evaluation.samples, spec.evaluation.seed, spec.world.sample_chunk)
+    evaluation = family.evaluation
+    x, features = sample_with_features(model, evaluation.samples, evaluation.seed, spec.world.sample_chunk)
     identities = [{"id": m.id, "l0": m.nominal_l0 if m.nominal_l0 is not None else sae.cfg.k, "seed": m.seed,
                    "trained_here": m.trained_here} for m, sae in zip(obtained.members, obtained.saes)]
     truth = true_l0s(model, features, obtained.saes[0].cfg.d_sae)
-    assessment = assess_family(spec, obtained.saes, identities, x, model.feature_dict.feature_vectors.T.detach(),
+    directions = model.feature_dict.feature_vectors.T.detach()
+    assessment = assess_family(family, spec.training.normalize_decoder, obtained.saes, identities, x, directions,
                                {**truth, "score": family.ground_truth.score},
                                [ground_truth_metrics(sae, model, features) for sae in obtained.saes])
     assessment["ground_truth"] = {**assessment["ground_truth"],
                                   **targets(assessment["by_l0"], truth, family.ground_truth.targets)}
     seeds = {"training_replicates": list(spec.training.seeds), "training_data": spec.training.data_seed,
-             "evaluation_data": spec.evaluation.seed,
+             "evaluation_data": evaluation.seed,
              "world": spec.world.config.seed if spec.world.config is not None else None,
              "member_data": "numpy SeedSequence([training_data, replicate seed, 0]) per replicate: "
                             "the torch RNG seed of that replicate's world stream",
@@ -126,7 +128,7 @@ def evaluate_on_world(spec: SyntheticFamilySpec, family: Family, obtained: Obtai
     run = {**job.header, "finished": now(), "world": world, "cost_estimate": estimate, "seeds": seeds,
            "training": training, "evaluation": assessment.pop("evaluation"),
            "metric_versions": metric_versions(*family.metric_formulas())}
-    return build_results(family=family.members.record(family, list(spec.selectors.snd_n)), run=run, **assessment)
+    return build_results(family=family.members.record(family, list(family.selectors.snd_n)), run=run, **assessment)
 
 
 def true_l0s(model: SyntheticModel, features: torch.Tensor, width: int) -> dict:

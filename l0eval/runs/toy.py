@@ -17,7 +17,7 @@ import torch
 
 from l0eval.activations.toy.model import ToyBatchSource, ToyModel, ground_truth_sae, ground_truth_weights
 from l0eval.errors import L0EvalError
-from l0eval.family.model import EvaluationJob, Family, MemberInfo, Obtained
+from l0eval.family.model import EvaluationJob, EvaluationSettings, Family, MemberInfo, Obtained
 from l0eval.family.toy_family import ToyMember, toy_members
 from l0eval.family.toy_spec import FamilySpec
 from l0eval.metrics.reconstruction import ReconstructionAccumulator
@@ -103,9 +103,10 @@ def _train_or_load(spec, members: list, source, inits: list[dict], d_in: int, di
     return saes, {**info, "reused_cache": False, "cache_dir": str(directory)}
 
 
-def eval_batch(model: ToyModel, spec: FamilySpec, rho: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(spec.evaluation.seed)
-    return model.sampler(rho).sample(spec.evaluation.samples, generator)
+def eval_batch(model: ToyModel, evaluation: EvaluationSettings,
+               rho: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(evaluation.seed)
+    return model.sampler(rho).sample(evaluation.samples, generator)
 
 
 @torch.no_grad()
@@ -137,12 +138,12 @@ def _sweep_results(spec: FamilySpec, family: Family, obtained: Obtained, job: Ev
     if obtained.saes[0].cfg.d_in != spec.toy.d_model:
         raise L0EvalError(f"family '{family.name}' has d_in {obtained.saes[0].cfg.d_in} but toy '{spec.name}' has "
                           f"d_model {spec.toy.d_model}")
-    x, features = eval_batch(model, spec)
+    x, features = eval_batch(model, family.evaluation)
     identities = [{"id": m.id, "l0": _sweep_l0(m, sae), "seed": m.seed, "trained_here": m.trained_here}
                   for m, sae in zip(obtained.members, obtained.saes)]
-    assessment = assess_on_toy(spec, model, obtained.saes, identities, x, features)
-    run = {**job.header, "finished": now(), "seeds": _seeds(spec) if obtained.trained_from_spec else
-           {"evaluation_data": spec.evaluation.seed}, "training": obtained.training,
+    assessment = assess_on_toy(family, spec, model, obtained.saes, identities, x, features)
+    run = {**job.header, "finished": now(), "seeds": _seeds(spec, family.evaluation) if obtained.trained_from_spec
+           else {"evaluation_data": family.evaluation.seed}, "training": obtained.training,
            "evaluation": assessment.pop("evaluation"), "metric_versions": metric_versions()}
     reference = None
     if obtained.trained_from_spec:
@@ -154,7 +155,7 @@ def _sweep_results(spec: FamilySpec, family: Family, obtained: Obtained, job: Ev
         run["downstream"] = {"skipped": {name: "needs an LLM family (toy activations have no text)"
                                          for name in ("probing", "absorption") if job.downstream.wants(name)}}
         report_skipped(run["downstream"]["skipped"])
-    return build_results(family=family.members.record(family, list(spec.selectors.snd_n)), run=run, **assessment,
+    return build_results(family=family.members.record(family, list(family.selectors.snd_n)), run=run, **assessment,
                          reference=reference)
 
 
@@ -166,29 +167,29 @@ def _sweep_l0(member: MemberInfo, sae) -> float:
     return float(nominal)
 
 
-def assess_on_toy(spec: FamilySpec, model: ToyModel, saes: list, identities: list[dict], x: torch.Tensor,
-                  features: torch.Tensor) -> dict:
+def assess_on_toy(family: Family, spec: FamilySpec, model: ToyModel, saes: list, identities: list[dict],
+                  x: torch.Tensor, features: torch.Tensor) -> dict:
     """Metrics for every SAE on the toy's evaluation batch, the per-L0 table and every selector scored
     against the toy's true L0. ``identities`` give each SAE's id, L0 (the sweep axis), seed replicate
     and whether l0eval trained it."""
     truth = {"true_l0": spec.toy.true_l0, "true_l0_measured": float((features > 0).sum(1).float().mean()),
              "score": "feature_recovery"}
-    return assess_family(spec, saes, identities, x, model.embedding, truth)
+    return assess_family(family, spec.training.normalize_decoder, saes, identities, x, model.embedding, truth)
 
 
-def assess_family(spec, saes: list, identities: list[dict], x: torch.Tensor, embedding: torch.Tensor,
-                  ground_truth: dict, extra_metrics: list[dict] | None = None) -> dict:
-    """``assess_on_toy`` for any family whose true feature directions ``embedding`` [d, F] are known:
-    ``ground_truth`` holds its ``true_l0`` (the selectors' scored target) and ``score`` column;
-    ``extra_metrics`` (one dict per SAE) join each SAE's metrics and the per-L0 table."""
-    width = saes[0].cfg.d_sae
-    n_values = spec.evaluation.n_values or tuple(sorted(
-        {*range(1, width // 2 + 1), *snd_n_values([i["l0"] for i in identities], width, spec.selectors.snd_n)}))
+def assess_family(family: Family, normalize_decoder: bool, saes: list, identities: list[dict], x: torch.Tensor,
+                  embedding: torch.Tensor, ground_truth: dict, extra_metrics: list[dict] | None = None) -> dict:
+    """``assess_on_toy`` for any family whose true feature directions ``embedding`` [d, F] are known, with the
+    family's evaluation and selector settings: ``ground_truth`` holds its ``true_l0`` (the selectors' scored
+    target) and ``score`` column; ``extra_metrics`` (one dict per SAE) join each SAE's metrics and the per-L0
+    table; ``normalize_decoder``: whether s_n^dec reads unit-normalised decoder rows (as the SAEs trained)."""
+    width, chosen = saes[0].cfg.d_sae, family.selectors
+    n_values = family.evaluation.n_values or tuple(sorted(
+        {*range(1, width // 2 + 1), *snd_n_values([i["l0"] for i in identities], width, chosen.snd_n)}))
     # the point estimate and the bootstrap read the same batches: the evaluation set in EVALUATION_BATCHES parts,
     # BatchTopK within each (the paper's toys apply it over one batch of 100k; see docs/selectors.md#intervals)
     chunks = evaluation_batches(x)
-    metrics = evaluate_family(saes, chunks, n_values, spec.training.normalize_decoder, embedding,
-                              keep_batches=True)
+    metrics = evaluate_family(saes, chunks, n_values, normalize_decoder, embedding, keep_batches=True)
     for met, extra in zip(metrics, extra_metrics or [{}] * len(metrics)):
         met.update(extra)
     per_member = pd.DataFrame([metric_row(ident["l0"], {k: v for k, v in met.items() if k != "batches"},
@@ -196,7 +197,7 @@ def assess_family(spec, saes: list, identities: list[dict], x: torch.Tensor, emb
     by_l0 = per_member.drop(columns="seed").groupby("l0", as_index=False).mean()
     seeds = sorted(per_member.seed.unique())
     replicates = [per_member[per_member.seed == s].drop(columns="seed") for s in seeds] if len(seeds) > 1 else []
-    selectors = default_selectors(spec.selectors.snd_n, spec.selectors.canonical_target, width, hand_n_oracle=True)
+    selectors = default_selectors(chosen.snd_n, chosen.canonical_target, width, hand_n_oracle=True)
     entries = [{"id": ident["id"], "nominal_l0": ident["l0"], "measured_l0": met["l0"], "seed": ident["seed"],
                 "trained_here": ident["trained_here"], "batches": met.pop("batches"), "metrics": met}
                for ident, met in zip(identities, metrics)]
@@ -248,10 +249,10 @@ def _paper_reference_checks(spec: FamilySpec, model: ToyModel, members: list[Toy
     return {"ground_truth_sae": ground_truth, "true_l0_sae_at_lower_l0": forced}
 
 
-def _seeds(spec: FamilySpec) -> dict:
+def _seeds(spec: FamilySpec, evaluation: EvaluationSettings) -> dict:
     correlation_seed = getattr(spec.toy.correlation, "seed", None)
     return {"training_replicates": list(spec.training.seeds), "training_data": spec.training.data_seed,
-            "evaluation_data": spec.evaluation.seed, "embedding": spec.toy.embedding_seed,
+            "evaluation_data": evaluation.seed, "embedding": spec.toy.embedding_seed,
             "correlation": correlation_seed,
             "member_init": "numpy SeedSequence([replicate seed, round(1000 k), rho tag]) per member",
             "member_data": "numpy SeedSequence([training_data, replicate seed, rho tag]) per (replicate, rho)"}
@@ -261,7 +262,7 @@ def _mixing_results(spec: FamilySpec, family: Family, obtained: Obtained, job: E
     """The small toy: SAEs initialised at the ground truth drift towards the correlated feature when k < true L0."""
     model = ToyModel(spec.toy)
     feature = spec.mixing.feature
-    inputs = {rho: eval_batch(model, spec, rho)[0] for rho in spec.mixing.rho}
+    inputs = {rho: eval_batch(model, family.evaluation, rho)[0] for rho in spec.mixing.rho}
     records = []
     for member, sae in zip(obtained.members, obtained.saes):
         recon = _reconstruction(sae, inputs[member.rho])
@@ -273,9 +274,9 @@ def _mixing_results(spec: FamilySpec, family: Family, obtained: Obtained, job: E
                           for r in records])
     grid = table.groupby(["rho", "l0"], as_index=False)["feature_mixing"].agg(["mean", "std"]).reset_index()
     return build_results(
-        family=family.members.record(family, list(spec.selectors.snd_n)),
-        run={**job.header, "finished": now(), "seeds": _seeds(spec), "training": obtained.training,
-             "evaluation": {"samples": spec.evaluation.samples}, "metric_versions": metric_versions()},
+        family=family.members.record(family, list(family.selectors.snd_n)),
+        run={**job.header, "finished": now(), "seeds": _seeds(spec, family.evaluation), "training": obtained.training,
+             "evaluation": {"samples": family.evaluation.samples}, "metric_versions": metric_versions()},
         ground_truth={"true_l0": spec.toy.true_l0, "score": "feature_mixing",
                       "expected": "mixing has the sign of rho for k < true L0, about 0 at rho = 0 or k = true L0"},
         saes=records,
