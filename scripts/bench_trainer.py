@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps per trainer per round")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every measurement")
     parser.add_argument("--out", default="results/bench/trainer.json")
+    parser.add_argument("--note", default="", help="how the machine was used during the run (recorded as is)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -189,10 +190,9 @@ def main() -> None:
         "date": now(),
         "device_name": device_description("cpu"),
         "torch_threads": torch.get_num_threads(),
-        "machine_shared": True,
-        "machine_note": "measured on a 2-core machine shared with other agents' jobs; load averages (1, 5, 15 min) "
-                        "before and after are below. Absolute times move with the load; the ratios are taken per "
-                        "round (ours, sae-lens and the ceiling back to back) and their medians reported",
+        "machine_note": args.note or "load averages (1, 5, 15 min) before and after are below",
+        "reading": "absolute times move with the machine's load; the ratios are taken per round (ours, sae-lens and "
+                   "the ceiling back to back) and their medians reported",
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "library_versions": library_versions(),
