@@ -10,7 +10,7 @@ from l0eval.errors import L0EvalError, library_error_line
 
 
 def _run(args: argparse.Namespace) -> int:
-    from l0eval import torch_threads
+    from l0eval import cpu_memory, torch_threads
     from l0eval.family.catalog import resolve
 
     _check_run_options(args)
@@ -25,6 +25,7 @@ def _run(args: argparse.Namespace) -> int:
         _check_fits(family, args)
     _check_before_starting(families, args)
     threads = torch_threads.pin(torch_threads.chosen())  # the same in Ray workers: same floats
+    cpu_memory.keep_freed_memory()
     if args.executor == "ray":
         return _run_on_ray(families, args, threads)
     if args.ray_address:
@@ -194,7 +195,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from l0eval import torch_threads
+    from l0eval import cpu_memory, torch_threads
     from l0eval.family.catalog import resolve
     from l0eval.train.llm import LLMTrainingConfig, train_missing_l0s
 
@@ -205,6 +206,7 @@ def _train(args: argparse.Namespace) -> int:
                                samples=args.samples, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                                device=args.device, progress=not args.quiet)
     torch_threads.pin(torch_threads.chosen())
+    cpu_memory.keep_freed_memory()
     added = train_missing_l0s(family, source, config)
     for member in added:
         print(f"trained L0 {member['nominal_l0']:g} ({member['samples']:,} tokens) -> {member['path']}")

@@ -32,6 +32,7 @@ from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.training.sae_trainer import SAETrainer
 from torch.profiler import ProfilerActivity, profile
 
+from l0eval import cpu_memory
 from l0eval.activations.toy.model import ToyModel
 from l0eval.family.toy_family import toy_members
 from l0eval.family.toy_spec import toy_spec_by_name
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="how the machine was used during the run (recorded as is)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cpu_memory.keep_freed_memory()  # as `l0eval run` and `train` do; sae-lens's trainer runs under it too
 
     load_before = os.getloadavg()
     bench = Bench(args.steps)

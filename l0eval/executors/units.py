@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from l0eval import torch_threads
+from l0eval import cpu_memory, torch_threads
 from l0eval.downstream.suite import DownstreamConfig
 from l0eval.executors.local import run_family
 from l0eval.family.model import Family
@@ -68,6 +68,7 @@ def run_unit(unit: Unit, device: str, cache_root: str | None, downstream: Downst
     started = time.monotonic()
     if threads is not None:
         torch_threads.pin(threads)
+    cpu_memory.keep_freed_memory()
     with _cache_root(cache_root):
         results = run_family(unit.family, device=device, progress=False, downstream=downstream)
     return {"results": results, "seconds": time.monotonic() - started, "host": socket.gethostname(),

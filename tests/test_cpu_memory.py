@@ -1,0 +1,47 @@
+"""keep_freed_memory: a training step's tensors, freed and allocated again, reuse the process's memory
+instead of faulting fresh pages in. Each case trains the default toy family for a few steps in a fresh
+process (malloc settings hold for a process's life) and counts its minor page faults."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+STEPS = 40
+TRAINING = """
+import hashlib, json, resource
+from l0eval import cpu_memory
+from l0eval.activations.toy.model import ToyModel
+from l0eval.family.toy_family import toy_members
+from l0eval.family.toy_spec import toy_spec_by_name
+from l0eval.runs.toy import _batch_source, _initial_weights
+from l0eval.train.batched import FamilyTrainer, TrainerConfig
+applied = cpu_memory.keep_freed_memory() if {keep} else False
+spec = toy_spec_by_name("toy")
+model, members = ToyModel(spec.toy), toy_members(spec)
+config = TrainerConfig(d_in=100, d_sae=50, samples={steps} * 1024, batch_size=1024, lr=3e-4, dead_feature_window=5)
+trainer = FamilyTrainer(config, [_initial_weights(spec, model, m) for m in members], [m.k for m in members],
+                        _batch_source(spec, model, members))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+trained = trainer.fit(progress=False)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+weights = hashlib.sha256(trained.member_state_dict(0)["W_dec"].numpy().tobytes()).hexdigest()
+print(json.dumps({{"applied": applied, "faults": faults, "weights": weights}}))
+"""
+
+
+def training(keep: bool) -> dict:
+    run = subprocess.run([sys.executable, "-c", TRAINING.format(keep=keep, steps=STEPS)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux)")
+def test_training_reuses_freed_memory_and_trains_the_same_weights():
+    default, kept = training(False), training(True)
+    assert kept["applied"] is True
+    step_pages = 50 * 1024 * (100 + 50) * 4 // 4096  # one [M, B, d] residual and one [M, B, h] code tensor
+    assert default["faults"] > STEPS * step_pages, default  # glibc's default: fresh pages every step
+    assert kept["faults"] < default["faults"] / 5, (kept, default)
+    assert kept["weights"] == default["weights"]
