@@ -279,19 +279,17 @@ def test_published_sweep_is_registered_with_its_verified_layout_and_world():
     assert family.ground_truth.targets == WORLD_TRUTH.targets
 
 
-def test_published_sweep_runs_offline_on_the_cached_hub_world(hf_cache, tmp_path, capsys):
-    """The registry family's members and world through the CLI, offline: the 35 members in the hub cache at the
-    registry's own folders, the world as a hub copy under the real repo id (a tiny stand-in of the same class),
-    and, the 16k evaluation being too big for a test, a family file pointing them at a tiny evaluation set."""
+def published_family_file(registered, hf_cache, tmp_path) -> str:
+    """A registry family's members written in the hub cache at the registry's own folders (tiny SAEs of the
+    real d_in) and a family file naming them on the registry's hub world, evaluated on a tiny evaluation set
+    (the 16k one being too big for a test)."""
     from hub_fixtures import add_repo_files, sae_lens_files
 
-    from l0eval.cli import main
-
-    registered = resolve(PUBLISHED)
     files = {}
     for index, member in enumerate(registered.members.saes):
-        files.update(sae_lens_files(member.path, 768, 8, seed=index))  # real ones: JumpReLU of width 4096
-    add_repo_files(hf_cache, "decoderesearch/synth-sae-bench-16k-v1-saes", files)
+        files.update(sae_lens_files(member.path, 768, 8, seed=index))  # real ones: JumpReLU, width 4096 or 16,384
+    [repo] = {member.repo_id for member in registered.members.saes}
+    add_repo_files(hf_cache, repo, files)
     evaluation = tiny_family()
     evaluation["sae"]["d_sae"] = 8
     evaluation["evaluation"]["samples"] = 1024
@@ -302,8 +300,19 @@ def test_published_sweep_runs_offline_on_the_cached_hub_world(hf_cache, tmp_path
               "activations": {"synthetic": {"family": "evaluation.yaml",
                                             "world": {"hub": registered.activations.spec.world.hub}}}}
     (tmp_path / "published.yaml").write_text(yaml.safe_dump(family))
+    return str(tmp_path / "published.yaml")
+
+
+def test_published_sweep_runs_offline_on_the_cached_hub_world(hf_cache, tmp_path, capsys):
+    """The registry family's members and world through the CLI, offline: the 35 members in the hub cache at the
+    registry's own folders, the world as a hub copy under the real repo id (a tiny stand-in of the same class)."""
+    from hub_fixtures import add_repo_files
+
+    from l0eval.cli import main
+
+    published = published_family_file(resolve(PUBLISHED), hf_cache, tmp_path)
     out = tmp_path / "out"
-    run = ["run", "--family", str(tmp_path / "published.yaml"), "--out", str(out), "--quiet"]
+    run = ["run", "--family", published, "--out", str(out), "--quiet"]
     assert main(run) == 2  # the world is not cached, and offline
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"l0eval: error: world {HUB_WORLD} is not in the Hugging Face cache") and not out.exists()
@@ -321,12 +330,51 @@ def test_published_sweep_runs_offline_on_the_cached_hub_world(hf_cache, tmp_path
     assert all(0 <= e["metrics"]["mcc"] <= 1 for e in results["saes"])
     assert all(len(s["replicate_choices"]) == 5 for s in results["selectors"] if "replicate_choices" in s)
     capsys.readouterr()
-    assert main(["download", "--family", str(tmp_path / "published.yaml")]) == 0  # members, then the world
+    assert main(["download", "--family", published]) == 0  # members, then the world
     lines = capsys.readouterr().out.strip().splitlines()
     members = [line for line in lines if line.startswith("l0-")]  # then the world, then download's summary
     assert len(members) == 35 and members[0].startswith("l0-15_seed-0: ") and all(m.endswith("ok") for m in members)
     world = [line for line in lines if line.startswith(f"world {HUB_WORLD}: 24 features, hidden 768")]
     assert len(world) == 1 and world[0].endswith("ok") and lines.index(world[0]) > lines.index(members[-1])
+
+
+FULL_WIDTH = "synthsaebench-16k-fullwidth-btk"
+HUB_WORLD_V1 = "decoderesearch/synth-sae-bench-16k-v1"
+# the study's catalog (hadivafaii/BeFOND baselines/david/catalog.json, 209 runs, docs/synthsaebench.md): the
+# seven "headline" runs of the original BatchTopK recipe, each as runs/<run id>/final
+FULL_WIDTH_BTK_FOLDERS = [(15.0, "runs/grid/btk_k15_s0/final"), (20.0, "runs/grid/btk_k20_s0/final"),
+                          (25.0, "runs/grid/btk_k25_s0/final"), (30.0, "runs/r1/btk_k30_s0/final"),
+                          (35.0, "runs/r1/btk_k35_s0/final"), (40.0, "runs/grid/btk_k40_s0/final"),
+                          (45.0, "runs/grid/btk_k45_s0/final")]
+
+
+def test_full_width_sweep_is_registered_with_the_catalog_folders_and_the_v1_world():
+    for recipe in ("btk", "mat", "jr"):
+        family = resolve(f"synthsaebench-16k-fullwidth-{recipe}")
+        members = family.members.saes
+        assert family.members.verified is False and family.members.declared_width() == 16384
+        assert {m.repo_id for m in members} == {"chanind-goodfire/synthsaebench-full-width-sweep"}
+        assert [(m.nominal_l0, m.path) for m in members] == [
+            (l0, path.replace("/btk_", f"/{recipe}_")) for l0, path in FULL_WIDTH_BTK_FOLDERS]
+        world = family.activations.spec.world
+        assert world.hub == HUB_WORLD_V1 and world.config is None  # trained on v1 as uploaded (no parent scaling)
+        assert family.ground_truth.targets == WORLD_TRUTH.targets
+
+
+def test_full_width_sweep_runs_offline_on_the_cached_v1_world(hf_cache, tmp_path):
+    from hub_fixtures import add_repo_files
+
+    from l0eval.cli import main
+
+    published = published_family_file(resolve(FULL_WIDTH), hf_cache, tmp_path)
+    add_repo_files(hf_cache, HUB_WORLD_V1, world_files(stand_in_world(), tmp_path))
+    out = tmp_path / "out"
+    assert main(["run", "--family", published, "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "published.json").read_text())
+    assert results["run"]["world"]["source"] == f"hub:{HUB_WORLD_V1}"
+    assert [row["l0"] for row in results["by_l0"]] == [l0 for l0, _ in FULL_WIDTH_BTK_FOLDERS]
+    assert [m["path"] for m in results["family"]["members"]] == [path for _, path in FULL_WIDTH_BTK_FOLDERS]
+    assert [t["name"] for t in results["ground_truth"]["targets"]] == list(WORLD_TRUTH.targets)
 
 
 def test_regenerated_world_is_checked_against_its_cached_hub_copy(hf_cache, tmp_path):

@@ -42,6 +42,10 @@ REGISTRY_GRID = {"families": [{"name": "g", "description": "d", "model": "m", "h
                                "architecture": "batchtopk", "source": "sae_lens_grid", "repo_id": "o/g",
                                "path": "btk/l0-{l0}/seed-{seed}", "l0": [2, 4], "seeds": [0, 1]}]}
 
+REGISTRY_FOLDERS = {"families": [{"name": "f", "description": "d", "model": "m", "hook": "h", "d_in": 4, "width": 8,
+                                  "architecture": "batchtopk", "source": "sae_lens_folders", "repo_id": "o/f",
+                                  "folders": [{"l0": 2, "path": "runs/a/k2"}, {"l0": 4, "path": "runs/b/k4"}]}]}
+
 
 def parse_toy(raw):
     return parse_family(raw)
@@ -60,7 +64,8 @@ def parse_hub(raw):
 
 
 BASES = [(TOY_SWEEP, parse_toy), (TOY_MIXING, parse_toy), (TOY_CONSTANT, parse_toy), (SAES, parse_saes),
-         (SYNTHETIC, parse_synthetic), (REGISTRY, parse_hub), (REGISTRY_GRID, parse_hub)]
+         (SYNTHETIC, parse_synthetic), (REGISTRY, parse_hub), (REGISTRY_GRID, parse_hub),
+         (REGISTRY_FOLDERS, parse_hub)]
 
 
 def _steps(path: str) -> list:

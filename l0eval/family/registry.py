@@ -216,6 +216,25 @@ def _members_from_grid(raw: dict, where: str) -> tuple[LoadedMember, ...]:
                  for seed in seeds for l0 in l0s)
 
 
+def _members_from_folders(raw: dict, where: str) -> tuple[LoadedMember, ...]:
+    """SAELens-format folders of one repo listed L0 by L0 (``folders: [{l0: 16, path: runs/k16/final}, ...]``),
+    for sweeps whose runs sit in folders no single template names (e.g. earlier and later stages of a study)."""
+    folders = raw["folders"]
+    if not isinstance(folders, list) or not folders:
+        raise SpecError(f"'{where}.folders' must list each member as {{l0: L0, path: folder}}")
+    members = []
+    for index, entry in enumerate(folders):
+        entry = check_keys(entry, {"l0", "path"}, f"{where}.folders[{index}]", required={"l0", "path"})
+        nominal = float(number(entry["l0"], f"{where}.folders[{index}].l0"))
+        if not isinstance(entry["path"], str) or not entry["path"]:
+            raise SpecError(f"'{where}.folders[{index}].path' must be a folder in the repo, got {entry['path']!r}")
+        members.append(LoadedMember(id=f"l0-{nominal:g}", nominal_l0=nominal, format="sae_lens", path=entry["path"],
+                                    repo_id=raw["repo_id"]))
+    if len({m.nominal_l0 for m in members}) < len(members):
+        raise SpecError(f"'{where}.folders' lists an L0 twice")
+    return tuple(sorted(members, key=lambda m: m.nominal_l0))
+
+
 @cache
 def sae_lens_releases() -> dict[str, dict]:
     """sae-lens's ``pretrained_saes.yaml``, the metadata behind ``SAE.from_pretrained``, by release.
@@ -253,7 +272,8 @@ _REGISTRY_KEYS = {"name", "description", "model", "hook", "layer", "d_in", "widt
 # the keys each kind of registry source needs beside those
 _REGISTRY_SOURCE_KEYS = {"sae_lens_release": {"release", "id_regex"},
                          "dictionary_learning": {"repo_id", "path", "trainers"},
-                         "sae_lens_grid": {"repo_id", "path", "l0", "seeds"}}
+                         "sae_lens_grid": {"repo_id", "path", "l0", "seeds"},
+                         "sae_lens_folders": {"repo_id", "folders"}}
 # `activations`: a source as in a family file (a synthetic world), or overrides of the model profile's fields
 # (l0eval/family/profiles.py); `verified` says whether every member folder was
 # checked against the published repository (false: the layout is documented but not every folder was seen)
@@ -272,6 +292,8 @@ def _family_from_registry_entry(raw: Any, where: str, device: str = "cpu",
         members = members_from_sae_lens_release(raw["release"], raw["id_regex"])
     elif source == "sae_lens_grid":
         members = _members_from_grid(raw, where)
+    elif source == "sae_lens_folders":
+        members = _members_from_folders(raw, where)
     else:
         members = _members_from_trainers(raw, where)
     layer = raw.get("layer")

@@ -120,6 +120,7 @@ FIELDS: dict[str, Interval] = {
     "families[].nominal_l0[]": POSITIVE,
     "families[].l0[]": POSITIVE,
     "families[].seeds[]": NON_NEGATIVE_INT,
+    "families[].folders[].l0": POSITIVE,
 }
 
 
