@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -57,7 +58,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per batch size")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="results/bench/synthetic_worlds.json")
+    parser.add_argument("--note", default="one run each; load averages (1, 5, 15 min) before and after are below",
+                        help="how the machine was used during the run (recorded as is)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     worlds = {}
     for name in CPU_WORLDS:
         model, record = load_world(synthetic_spec_by_name(name).world, progress=False)
@@ -76,8 +80,8 @@ def main() -> None:
         "training": None}
     write_json(args.out, {"benchmark": "synthetic_worlds", "finished": now(), "device": device_description("cpu"),
                           "threads": torch.get_num_threads(), "library_versions": library_versions(),
-                          "note": "one run each on the shared 2-core CPU while other jobs ran: a load-dependent "
-                                  "snapshot, not a capability figure", "worlds": worlds})
+                          "note": args.note, "load_average_before": list(load_before),
+                          "load_average_after": list(os.getloadavg()), "worlds": worlds})
     print(f"written {args.out}")
 
 
