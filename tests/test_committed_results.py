@@ -215,7 +215,14 @@ def test_smollm2_family_has_downstream_ground_truth_for_every_sae():
     assert results["run"]["wall_seconds"] > 0 and results["run"]["seeds"]["downstream"] == 42
     # BOS left out (its variance share: test below); the sweep axis is the nominal L0, measured beside it
     assert results["run"]["evaluation"]["positions"] == "every position but BOS"
-    assert [row["l0"] for row in results["by_l0"]] == [8, 16, 32, 64, 128, 256]
+    # the grid rule round(2^(i/2)), i = 6..16 (docs/selectors.md#grids); held-out tokens; past the dead window
+    assert [row["l0"] for row in results["by_l0"]] == [round(2 ** (i / 2)) for i in range(6, 17)]
+    assert "held out from training" in results["run"]["evaluation"]["sequences"]
+    for member in results["family"]["members"]:
+        training = member["training"]
+        assert training["heldout_sequences"] == 1024 and training["exclude_bos"] is True, member["id"]
+        steps = training["samples"] // training["batch_size"]
+        assert training["dead_feature_window"] <= steps // 4, member["id"]
     for row in results["by_l0"]:
         assert row["measured_l0"] == pytest.approx(row["l0"], rel=0.03) and row["ce_loss_score"] > 0.5
 
