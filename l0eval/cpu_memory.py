@@ -6,7 +6,8 @@ the heap's free top: the next step then faults every page in again, 4 KiB at a t
 share of the step's CPU time grows with the family (``scripts/bench_cpu_memory.py`` measures the default
 toy's training with and without; ``results/bench/cpu_memory.json``). Two ``mallopt`` settings keep those
 blocks in the heap and the heap's top mapped. What is allocated changes nowhere, so results are identical
-(the benchmark checks it); the cost is that freed memory stays with the process, up to ``TRIM_THRESHOLD``.
+(the benchmark checks it); the cost is that freed memory stays with the process (the heap's free top up to
+``TRIM_THRESHOLD``, and blocks up to ``MMAP_THRESHOLD`` are served from the heap, where freed ones are reused).
 PyTorch's CPU performance guide recommends the same remedy (or jemalloc/tcmalloc, not a dependency here).
 """
 

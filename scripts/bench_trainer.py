@@ -1,6 +1,6 @@
 """Benchmark: the batched family trainer vs sae-lens's own trainer one SAE at a time, and vs the machine.
 
-The default toy family (k = 1..25 x 3 seed replicates = 75 SAEs, three data streams, batch 1024,
+The default toy family (k = 1..25 x 2 seed replicates = 50 SAEs, two data streams, batch 1024,
 d_in 100, d_sae 50) on pre-drawn batches, so that data generation is in neither timing. Each round
 times, back to back: a run of stacked steps of ours, the same number of steps of sae-lens's
 ``SAETrainer`` for a few members one after another, and the machine's own matmul throughput (a

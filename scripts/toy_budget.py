@@ -6,7 +6,7 @@ rules left out), the L0 each seed picks, and the training time. Writes results/b
 
 Rule, fixed before the first run: the default is the candidate with the largest share of proxy selectors
 whose two seeds pick the same L0 (a pick that flips with the seed also flips between machines, where float
-rounding differs); ties go to the fewer samples (then the earlier candidate). Candidates: today's default
+rounding differs); ties go to the fewer samples (then the earlier candidate). Candidates: the earlier default
 (3M samples, lr 1e-3), the budget of an independent implementation that gave a clear c_dec minimum (5M,
 lr 3e-4), and 5M at lr 1e-3.
 

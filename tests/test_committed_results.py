@@ -113,7 +113,7 @@ def test_readme_tally_sentence_matches_the_recomputed_tally(verdicts):
     """Every "`NAME` a/b" of the verdict paragraph's toy and LLM tallies is that selector's hits over judged,
     and every selector and baseline of the tally is quoted (none left out)."""
     section = prose(README.split("**Verdict so far**", 1)[1].split("### ", 1)[0])
-    for toy, kind in ((True, "Toy tally"), (False, "LLM tally")):
+    for toy, kind in ((True, "Known-truth tally"), (False, "LLM tally")):
         assert kind in section, f"the verdict paragraph has no {kind}"
         sentence = section.split(kind, 1)[1].split(". ", 1)[0]
         quoted = re.findall(r"`([\w@.]+)` ([\d.]+)/(\d+)", sentence)

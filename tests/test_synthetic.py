@@ -359,6 +359,9 @@ def test_full_width_sweep_is_registered_with_the_catalog_folders_and_the_v1_worl
         world = family.activations.spec.world
         assert world.hub == HUB_WORLD_V1 and world.config is None  # trained on v1 as uploaded (no parent scaling)
         assert family.ground_truth.targets == WORLD_TRUTH.targets
+        # the 16k spec's hand-set n was chosen for its width-4096 members: these get the paper's n/width instead
+        assert family.selectors.snd_n == () and family.evaluation == family.activations.spec.evaluation
+    assert resolve(PUBLISHED).selectors == synthetic_spec_by_name("synthsaebench-16k").selectors  # same width
 
 
 def test_full_width_sweep_runs_offline_on_the_cached_v1_world(hf_cache, tmp_path):

@@ -205,3 +205,13 @@ def test_dead_feature_window_is_at_most_a_quarter_of_the_budget():
     assert config(samples=BATCH * 2000, dead_feature_window=500).window == 500
     with pytest.raises(ValueError, match="train at least 2400 steps or set a window of at most 500"):
         config(samples=BATCH * 2000, dead_feature_window=600)
+
+
+@pytest.mark.parametrize("inference", [False, True])
+def test_a_saved_member_has_the_bytes_sae_lens_saves(tmp_path, inference):
+    """store.save_member writes through l0eval's atomic writer what sae-lens's own savers write."""
+    sae = batchtopk_sae(sae_lens_init(D_IN, D_SAE, 3), 2.0, metadata={"l0eval_member": "k2_seed3"})
+    (sae.save_inference_model if inference else sae.save_model)(str(tmp_path / "sae-lens"))
+    store.save_member(sae, tmp_path / "l0eval", inference=inference)
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        assert (tmp_path / "l0eval" / name).read_bytes() == (tmp_path / "sae-lens" / name).read_bytes(), name

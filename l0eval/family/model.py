@@ -7,7 +7,7 @@ A ``Family`` is
   in ``l0eval.family.sources``;
 - its **ground truth** (``GroundTruth``): a known true L0 with a per-SAE score, or the downstream targets;
 - its **evaluation** settings (``EvaluationSettings``: how many generated inputs each SAE sees, their seed, the n
-  at which s_n^dec is reported);
+  at which s_n^dec is reported; LLM families measure on their activations' held-out part instead);
 - its **selectors** (``SelectorSpec``: the hand-set s_n^dec n values and the canonical L0).
 
 Families of loaded SAEs take their ground truth, evaluation and selectors from their activation source (a toy's
@@ -202,11 +202,11 @@ class ActivationSource(ABC):
         return iter(())
 
     def evaluation_settings(self) -> EvaluationSettings:
-        """How SAEs are measured on these inputs when the family does not say (corpora: by their held-out part)."""
+        """How SAEs loaded onto these inputs are measured (corpora: by their held-out part, so nothing here)."""
         return EvaluationSettings()
 
-    def selector_settings(self) -> SelectorSpec:
-        """The selectors' settings for SAEs loaded onto these inputs when the family does not say."""
+    def selector_settings(self, width: int) -> SelectorSpec:
+        """The selectors' settings for SAEs of ``width`` (0: not declared) loaded onto these inputs."""
         return SelectorSpec()
 
     def training_inputs(self, device: str, progress: bool) -> tuple[Any, bool]:

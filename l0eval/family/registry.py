@@ -230,8 +230,8 @@ def _members_from_folders(raw: dict, where: str) -> tuple[LoadedMember, ...]:
             raise SpecError(f"'{where}.folders[{index}].path' must be a folder in the repo, got {entry['path']!r}")
         members.append(LoadedMember(id=f"l0-{nominal:g}", nominal_l0=nominal, format="sae_lens", path=entry["path"],
                                     repo_id=raw["repo_id"]))
-    if len({m.nominal_l0 for m in members}) < len(members):
-        raise SpecError(f"'{where}.folders' lists an L0 twice")
+    if len({m.nominal_l0 for m in members}) < len(members) or len({m.path for m in members}) < len(members):
+        raise SpecError(f"'{where}.folders' lists an L0 or a folder twice")
     return tuple(sorted(members, key=lambda m: m.nominal_l0))
 
 
@@ -346,11 +346,12 @@ def loaded_family(name: str, description: str, saes: LoadedSAEs, activations: Ac
                   spec_path: str = "") -> Family:
     """A family of existing SAEs; judged by whatever its activations give (none without activations)."""
     if activations is None:
-        return Family(name=name, description=description, kind="saes", members=saes, activations=None,
-                      ground_truth=NO_GROUND_TRUTH, spec_path=spec_path)
+        judged = {"ground_truth": NO_GROUND_TRUTH}
+    else:
+        judged = {"ground_truth": activations.ground_truth(), "evaluation": activations.evaluation_settings(),
+                  "selectors": activations.selector_settings(saes.declared_width())}
     return Family(name=name, description=description, kind="saes", members=saes, activations=activations,
-                  ground_truth=activations.ground_truth(), evaluation=activations.evaluation_settings(),
-                  selectors=activations.selector_settings(), spec_path=spec_path)
+                  spec_path=spec_path, **judged)
 
 
 @cache

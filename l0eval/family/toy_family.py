@@ -137,7 +137,12 @@ class GeneratedActivations(ActivationSource):
     def evaluation_settings(self) -> EvaluationSettings:
         return self.spec.evaluation
 
-    def selector_settings(self) -> SelectorSpec:
+    def selector_settings(self, width: int) -> SelectorSpec:
+        """The spec's own, unless the loaded SAEs' width differs from its members': its hand-set n was chosen
+        for that width, so such SAEs get the paper's n/width for theirs (e.g. full-width SAEs on a world whose
+        spec trains narrower ones)."""
+        if width and width != self.spec.sae.d_sae:
+            return SelectorSpec((), self.spec.selectors.canonical_target)
         return self.spec.selectors
 
 

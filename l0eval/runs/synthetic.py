@@ -114,9 +114,10 @@ def evaluate_on_world(spec: SyntheticFamilySpec, family: Family, obtained: Obtai
                    "trained_here": m.trained_here} for m, sae in zip(obtained.members, obtained.saes)]
     truth = true_l0s(model, features, obtained.saes[0].cfg.d_sae)
     directions = model.feature_dict.feature_vectors.T.detach()
-    assessment = assess_family(family, spec.training.normalize_decoder, obtained.saes, identities, x, directions,
+    assessment = assess_family(family, obtained.saes, identities, x, directions,
                                {**truth, "score": family.ground_truth.score},
-                               [ground_truth_metrics(sae, model, features) for sae in obtained.saes])
+                               [ground_truth_metrics(sae, model, features) for sae in obtained.saes],
+                               normalize_decoder=spec.training.normalize_decoder)
     assessment["ground_truth"] = {**assessment["ground_truth"],
                                   **targets(assessment["by_l0"], truth, family.ground_truth.targets)}
     seeds = {"training_replicates": list(spec.training.seeds), "training_data": spec.training.data_seed,

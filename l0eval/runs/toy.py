@@ -174,11 +174,12 @@ def assess_on_toy(family: Family, spec: FamilySpec, model: ToyModel, saes: list,
     and whether l0eval trained it."""
     truth = {"true_l0": spec.toy.true_l0, "true_l0_measured": float((features > 0).sum(1).float().mean()),
              "score": "feature_recovery"}
-    return assess_family(family, spec.training.normalize_decoder, saes, identities, x, model.embedding, truth)
+    return assess_family(family, saes, identities, x, model.embedding, truth,
+                         normalize_decoder=spec.training.normalize_decoder)
 
 
-def assess_family(family: Family, normalize_decoder: bool, saes: list, identities: list[dict], x: torch.Tensor,
-                  embedding: torch.Tensor, ground_truth: dict, extra_metrics: list[dict] | None = None) -> dict:
+def assess_family(family: Family, saes: list, identities: list[dict], x: torch.Tensor, embedding: torch.Tensor,
+                  ground_truth: dict, extra_metrics: list[dict] | None = None, *, normalize_decoder: bool) -> dict:
     """``assess_on_toy`` for any family whose true feature directions ``embedding`` [d, F] are known, with the
     family's evaluation and selector settings: ``ground_truth`` holds its ``true_l0`` (the selectors' scored
     target) and ``score`` column; ``extra_metrics`` (one dict per SAE) join each SAE's metrics and the per-L0
