@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-STEPS = 40
+STEPS = 80
 TRAINING = """
 import hashlib, json, resource
 from l0eval import cpu_memory
@@ -45,7 +45,10 @@ def training(keep: bool) -> dict:
 def test_training_reuses_freed_memory_and_trains_the_same_weights():
     default, kept = training(False), training(True)
     assert kept["applied"] is True
-    # glibc's default: fresh pages every step, at least one [M, B, d] residual's and one [M, B, h] code tensor's
-    assert default["faults"] > STEPS * default["step_pages"], default
-    assert kept["faults"] < default["faults"] / 5, (kept, default)
+    # one [M, B, d] residual's and one [M, B, h] code tensor's pages per step, if each step faulted them in afresh:
+    # with the settings the steps reuse the same memory. glibc's default refaults most steps, but how many varies
+    # from run to run with the address layout (120k to 670k faults over 40 steps on one machine), so it is
+    # compared, not bounded
+    allocated = STEPS * kept["step_pages"]
+    assert kept["faults"] < allocated / 4 and kept["faults"] < default["faults"], (kept, default)
     assert kept["weights"] == default["weights"]
