@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-STEPS = 80
+STEPS = 40
 TRAINING = """
 import hashlib, json, resource
 from l0eval import cpu_memory
