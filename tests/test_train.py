@@ -11,6 +11,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 from l0eval.atomic import temp_path
 from l0eval.errors import L0EvalError
 from l0eval.saes import store
+from l0eval.train import batched
 from l0eval.train.batched import (
     FamilyTrainer,
     TrainerConfig,
@@ -193,9 +194,22 @@ def test_cutoff_search_with_a_guess_is_exact_inside_and_outside_the_guessed_inte
     exact = torch.stack([row.topk(int(c)).values.min() if c else torch.tensor(torch.inf)
                          for row, c in zip(acts, counts)])
     near = exact * torch.tensor([1.01, 0.99, 1.0, 1.0])  # rows 0-1 bracketed by the guess
-    far = torch.where(torch.isfinite(exact), exact * 3, 1.0)  # every row outside: each is searched whole
+    far = torch.where(torch.isfinite(exact), exact * 3, 1.0)  # every row outside: each is bracketed by a sample
     for guess in (None, near, far):
         assert torch.equal(kth_largest_per_row(acts, counts, guess), exact)
+
+
+def test_cutoff_search_is_exact_where_the_sampled_bracket_misses():
+    """A row whose strided sample is unlike the rest (every 4th value large) falls through to a whole-row
+    selection; rows of period 4 are sampled with a stride coprime to 4 and bracketed."""
+    n = 4 * batched.SAMPLE_SIZE
+    base = torch.rand(2, n, generator=torch.Generator().manual_seed(3))
+    skewed = base.clone()
+    skewed[:, :: n // batched.SAMPLE_SIZE] += 10.0  # exactly the values a stride of 4 samples
+    counts = torch.tensor([n // 2, n // 3])
+    for acts, period in ((skewed, 1), (skewed, 4), (base, 1)):
+        exact = torch.stack([row.topk(int(c)).values.min() for row, c in zip(acts, counts)])
+        assert torch.equal(kth_largest_per_row(acts, counts, period=period), exact)
 
 
 def test_dead_feature_window_is_at_most_a_quarter_of_the_budget():
