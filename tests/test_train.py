@@ -212,6 +212,18 @@ def test_cutoff_search_is_exact_where_the_sampled_bracket_misses():
         assert torch.equal(kth_largest_per_row(acts, counts, period=period), exact)
 
 
+def test_cutoff_search_narrows_wide_brackets_exactly_with_ties():
+    """Toy-sized rows (1024 x 50) with guesses a few percent off, so brackets hold thousands of values and
+    are narrowed by counting; rows rounded to a coarse grid put long runs of ties at the answer."""
+    generator = torch.Generator().manual_seed(4)
+    smooth = torch.rand(6, 51200, generator=generator).square()
+    acts = torch.cat([smooth, (smooth * 50).round() / 50])
+    counts = torch.tensor([1, 500, 5000, 20000, 40000, 51199] * 2)
+    exact = torch.stack([row.topk(int(c)).values.min() for row, c in zip(acts, counts)])
+    for shift in (0.97, 1.0, 1.03):
+        assert torch.equal(kth_largest_per_row(acts, counts, exact * shift, period=50), exact), shift
+
+
 def test_dead_feature_window_is_at_most_a_quarter_of_the_budget():
     # sae-lens's default once the budget allows it
     assert config(samples=BATCH * 8000, dead_feature_window=None).window == 1000
