@@ -162,3 +162,17 @@ def test_printed_table_shows_nominal_and_measured_l0_apart():
     lines = l0_table(results).splitlines()
     assert "L0 measured" in lines[0]
     assert lines[1].split()[:3] == ["8", "0.900", "8.800"] and lines[2].split()[:3] == ["16", "0.900", "17.600"]
+
+
+def test_selectors_read_columns_that_are_not_all_numbers_as_missing_values():
+    """A table read from a file may hold a metric as text or None in some rows: those rows are skipped, not
+    compared as strings (the same picks as on the numeric table with NaN there)."""
+    numeric = pd.DataFrame({"l0": [2.0, 4.0, 8.0, 16.0], "c_dec": [0.3, np.nan, 0.1, 0.2],
+                            "fvu": [0.5, 0.2, 0.05, 0.04], "variance_explained": [0.5, 0.8, 0.95, 0.96]})
+    mixed = numeric.astype(object)
+    mixed.loc[1, "c_dec"] = "not measured"
+    mixed.loc[3, "fvu"] = None  # FVU missing somewhere: the rate-distortion rules use 1 - VE instead
+    as_if_numeric = numeric.assign(fvu=1.0 - numeric["variance_explained"])
+    assert argmin_of("c_dec")(mixed) == argmin_of("c_dec")(numeric) == 8.0
+    for pick in (max_curvature_knee, reconstruction_budget(0.9)):
+        assert pick(mixed) == pick(as_if_numeric)

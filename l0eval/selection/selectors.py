@@ -8,6 +8,7 @@ name (``s_n_dec@12``, ``c_dec``, ``variance_explained``, ...).
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -57,20 +58,33 @@ def metric_row(l0: float, metrics: dict, **extra) -> dict:
     return row
 
 
+def numbers(table: pd.DataFrame, column: str) -> np.ndarray:
+    """``table[column]`` as floats, anything that is not a number as NaN. A bootstrap calls the selectors on
+    every resample, so a column that is numeric already (every table l0eval builds) is read as it is:
+    ``pd.to_numeric`` on it was most of a verdict's time."""
+    series = table[column]
+    if not pd.api.types.is_numeric_dtype(series.dtype):
+        series = pd.to_numeric(series, errors="coerce")
+    return series.to_numpy(dtype=float, na_value=np.nan)
+
+
 def _finite_rows(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    values = pd.to_numeric(table[column], errors="coerce")
-    return table[np.isfinite(values.astype(float))]
+    return table[np.isfinite(numbers(table, column))]
 
 
 def argmin_of(column: str) -> Callable[[pd.DataFrame], float | None]:
     def pick(table: pd.DataFrame) -> float | None:
         if column not in table:
             return None  # not measured for this family (e.g. an n beyond its width)
-        values = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
-        finite = np.flatnonzero(np.isfinite(values))
-        return float(table["l0"].to_numpy(float)[finite[np.argmin(values[finite])]]) if finite.size else None
+        return _l0_of_minimum(numbers(table, "l0"), numbers(table, column))
 
     return pick
+
+
+def _l0_of_minimum(l0: np.ndarray, values: np.ndarray) -> float | None:
+    """The L0 of the smallest finite value (the first such row on ties), None if none is finite."""
+    finite = np.flatnonzero(np.isfinite(values))
+    return float(l0[finite[np.argmin(values[finite])]]) if finite.size else None
 
 
 def kneedle_knee(column: str = "variance_explained") -> Callable[[pd.DataFrame], float | None]:
@@ -108,19 +122,22 @@ def closest_to(target: float) -> Callable[[pd.DataFrame], float | None]:
 FVU_FLOOR_FRACTION = 0.01
 
 
-def _unexplained(table: pd.DataFrame) -> pd.Series:
+def _unexplained(table: pd.DataFrame) -> np.ndarray:
     """FVU per row (centred); 1 - variance explained where a table has no FVU."""
-    if "fvu" in table and pd.to_numeric(table["fvu"], errors="coerce").notna().all():
-        return pd.to_numeric(table["fvu"], errors="coerce").astype(float)
-    return 1.0 - pd.to_numeric(table["variance_explained"], errors="coerce").astype(float)
+    if "fvu" in table:
+        fvu = numbers(table, "fvu")
+        if not np.isnan(fvu).any():
+            return fvu
+    return 1.0 - numbers(table, "variance_explained")
 
 
 def _rate_distortion_curve(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(L0, FVU) sorted by L0, FVU replaced by its running minimum: the Pareto frontier, since a larger L0
     that reconstructs worse buys nothing (a training fluke, not a point of the curve)."""
-    fvu = _unexplained(table)
-    rows = table.assign(_fvu=fvu)[np.isfinite(fvu.to_numpy(float))].sort_values("l0")
-    return rows["l0"].to_numpy(float), np.minimum.accumulate(rows["_fvu"].to_numpy(float))
+    fvu, l0 = _unexplained(table), numbers(table, "l0")
+    finite = np.isfinite(fvu)
+    order = np.argsort(l0[finite])  # a table has one row per L0
+    return l0[finite][order], np.minimum.accumulate(fvu[finite][order])
 
 
 def max_curvature_knee(table: pd.DataFrame) -> float | None:
@@ -174,13 +191,13 @@ def snd_self_consistent(table: pd.DataFrame, interior: bool = False) -> float | 
     measured are skipped. ``interior``: an argmin at either end of the L0 grid is no dip (the curve just
     falls or rises across the sweep), so such candidates are skipped too.
     """
-    grid = table["l0"].astype(float)
-    ends = {grid.min(), grid.max()} if interior else set()
+    grid = numbers(table, "l0")
+    ends = {grid.min(), grid.max()} if interior and grid.size else set()
     candidates = []
     for l0 in sorted(grid):
         column = snd_column(self_consistent_n(l0))
         if column in table:
-            landed = argmin_of(column)(table)
+            landed = _l0_of_minimum(grid, numbers(table, column))
             if landed is not None and landed not in ends:
                 candidates.append((abs(np.log(landed) - np.log(l0)), l0))
     return min(candidates)[1] if candidates else None
@@ -203,10 +220,13 @@ def snd_width_aggregate(width: int) -> Callable[[pd.DataFrame], float | None]:
         present = [c for c in dict.fromkeys(columns) if c in table]
         if not present:
             return None
-        curves = table[present].astype(float)
-        spread = (curves.max() - curves.min()).replace(0.0, np.nan)
-        score = ((curves - curves.min()) / spread).mean(axis=1, skipna=True)
-        return None if score.isna().all() else float(table.loc[score.idxmin(), "l0"])
+        curves = np.column_stack([numbers(table, c) for c in present])  # [L0s, n]
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column or row: skipped, as pandas does
+            low = np.nanmin(curves, axis=0)
+            spread = np.nanmax(curves, axis=0) - low
+            score = np.nanmean((curves - low) / np.where(spread == 0.0, np.nan, spread), axis=1)
+        return _l0_of_minimum(numbers(table, "l0"), score)
 
     return pick
 

@@ -235,10 +235,10 @@ def chance_row(target: Target, table: pd.DataFrame) -> dict:
     return row
 
 
-def seed_spread(selector: Selector, results: dict) -> list[float | None] | None:
-    """The choice on each seed replicate alone (None for a family without replicates)."""
+def replicate_choices(selectors: list[Selector], results: dict) -> dict[str, list[float | None] | None]:
+    """Each selector's choice on each seed replicate alone (None for a family without replicates)."""
     tables = replicate_tables(results["saes"])
-    return [selector.pick(table) for table in tables] if tables else None
+    return {s.name: [s.pick(table) for table in tables] if tables else None for s in selectors}
 
 
 def judge_family(results: dict, design: BootstrapDesign = BootstrapDesign()) -> dict:
@@ -250,13 +250,14 @@ def judge_family(results: dict, design: BootstrapDesign = BootstrapDesign()) -> 
     resampled = bootstrap_choices(selectors, results["saes"], design)
     boot = {name: summarise_choices(picks, points[name]) for name, picks in resampled.items()}
     targets = family_targets(results, table, design)
+    spreads = replicate_choices(selectors, results)
     rows = []
     for target in targets or [None]:
         for selector in selectors:
             chosen = points[selector.name]
             judged = judge_target(target, chosen, table) if target else {"target": None}
             rows.append({"selector": selector.name, "label": selector.label, "chosen_l0": chosen,
-                         **boot[selector.name], "seed_spread": seed_spread(selector, results), **judged})
+                         **boot[selector.name], "seed_spread": spreads[selector.name], **judged})
         if target is not None:
             rows.append(chance_row(target, table))
     family = results["family"]
