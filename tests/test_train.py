@@ -1,6 +1,7 @@
 """The batched family trainer: parity with sae-lens, equivalence to one-by-one training, resume, export."""
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -220,8 +221,18 @@ def test_cutoff_search_narrows_wide_brackets_exactly_with_ties():
     acts = torch.cat([smooth, (smooth * 50).round() / 50])
     counts = torch.tensor([1, 500, 5000, 20000, 40000, 51199] * 2)
     exact = torch.stack([row.topk(int(c)).values.min() for row, c in zip(acts, counts)])
-    for shift in (0.97, 1.0, 1.03):
-        assert torch.equal(kth_largest_per_row(acts, counts, exact * shift, period=50), exact), shift
+    for guess in (exact * 0.97, exact, exact * 1.03, None):
+        assert torch.equal(kth_largest_per_row(acts, counts, guess, period=50), exact)
+
+
+def test_cutoff_search_on_a_long_row_with_an_open_ended_sampled_bracket():
+    """An LLM-sized row (2**20 values, sampled every 256th) and a count near the top: the sampled bracket
+    is open above and holds thousands of values, which are gathered as they are (no arithmetic on inf)."""
+    acts = torch.rand(1, 2**20, generator=torch.Generator().manual_seed(5))
+    counts = torch.tensor([1000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(kth_largest_per_row(acts, counts), acts[0].topk(1000).values.min().reshape(1))
 
 
 def test_dead_feature_window_is_at_most_a_quarter_of_the_budget():

@@ -381,7 +381,7 @@ def _narrow(line: np.ndarray, rank: int, low: float, high: float, n_above: int,
     deviations of that guess towards the end it probes, and keeps whichever side holds the answer."""
     for probe in range(NARROW_PROBES):
         inside = n_from_lo - n_above
-        if inside <= NARROW_ENOUGH or not high > low:
+        if inside <= NARROW_ENOUGH or not -np.inf < low < high < np.inf:  # a sampled bracket may be open-ended
             break
         from_top = rank - n_above  # the answer's rank among the values inside, 1 = largest
         offset = 4.0 * math.sqrt(from_top * (1 - from_top / inside)) + 8.0
